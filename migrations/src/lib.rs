@@ -1,0 +1,22 @@
+//! Database migrations of usermgmt. They use only `sea_query`, never the service's entities,
+//! so old migrations keep compiling when the entities change. Every migration runs on both
+//! SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_accounts_and_users;
+mod m20261128_000002_create_memberships_and_invitations;
+mod m20261128_000003_create_api_tokens_and_outbox;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261128_000001_create_accounts_and_users::Migration),
+            Box::new(m20261128_000002_create_memberships_and_invitations::Migration),
+            Box::new(m20261128_000003_create_api_tokens_and_outbox::Migration),
+        ]
+    }
+}

@@ -1,0 +1,119 @@
+//! The application as production and the tests start it: `build()` connects, migrates and
+//! binds; `run_until_stopped()` serves until the shutdown signal, letting calls in flight
+//! finish.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Settings;
+use crate::grpc::{AccessLogLayer, AuthLayer, UserApi, pb};
+use crate::service::UserService;
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    db: DatabaseConnection,
+    users: UserService,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, AppError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: SharedClock,
+    ) -> Result<Self, AppError> {
+        let db = store::connect(&settings.database_url).await?;
+        store::migrate(&db).await?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: settings.listen_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: settings.listen_addr,
+            source,
+        })?;
+        let users = UserService::new(db.clone(), clock, settings.invitation_ttl);
+        Ok(Self {
+            listener,
+            local_addr,
+            db,
+            users,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), AppError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // Migrations ran in build(): the service is ready as soon as it accepts calls.
+        health
+            .set_serving::<pb::user_management_server::UserManagementServer<UserApi>>()
+            .await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        tracing::info!(addr = %self.local_addr, "gRPC server listening");
+        Server::builder()
+            .layer(AccessLogLayer)
+            .layer(AuthLayer::new(self.users.clone()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(pb::user_management_server::UserManagementServer::new(
+                UserApi::new(self.users),
+            ))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+                shutdown.await;
+                tracing::info!("shutting down: finishing calls in flight");
+            })
+            .await?;
+        self.db.close().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Command line and settings: every setting is a flag with an environment-variable fallback.
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "usermgmt",
+    version,
+    about = "Manages the users of a cloud account over gRPC"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, then serve gRPC (the default).
+    Serve,
+    /// Create an account with one active administrator and print its API token as JSON.
+    Bootstrap {
+        /// The new account's name.
+        #[arg(long)]
+        account_name: String,
+        /// The administrator's email address.
+        #[arg(long)]
+        admin_email: String,
+        /// The administrator's display name (defaults to the email's local part).
+        #[arg(long)]
+        admin_name: Option<String>,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Ask the local server's health service whether it is serving; exit 0 if so.
+    Healthcheck,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Args)]
+pub struct Settings {
+    /// gRPC listen address.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_LISTEN_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen_addr: SocketAddr,
+
+    /// `sqlite://…` or `postgres://…`.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_DATABASE_URL",
+        default_value = "sqlite://usermgmt.db?mode=rwc",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// How long an invitation link stays valid, e.g. `24h`, `90m`.
+    #[arg(long, global = true, env = "USERMGMT_INVITATION_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub invitation_ttl: Duration,
+
+    /// Log format: `text` or `json` (the level comes from RUST_LOG, default `info`).
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+impl Settings {
+    /// Settings for tests and embedding: a database URL, everything else default.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let mut settings = Cli::parse_from(["usermgmt"]).settings;
+        settings.database_url = database_url.into();
+        settings.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings
+    }
+}
+
+// By hand: the database URL may carry a password.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("invitation_ttl", &self.invitation_ttl)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/users"),
+            "postgres://app:***@db:5432/users"
+        );
+        assert_eq!(
+            redact_url("sqlite://usermgmt.db?mode=rwc"),
+            "sqlite://usermgmt.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let cli = Cli::try_parse_from(["usermgmt"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.settings.listen_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(cli.settings.invitation_ttl, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn a_zero_or_garbled_ttl_is_refused() {
+        assert!(Cli::try_parse_from(["usermgmt", "--invitation-ttl", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["usermgmt", "--invitation-ttl", "soon"]).is_err());
+        let cli = Cli::try_parse_from(["usermgmt", "serve", "--invitation-ttl", "90m"]).unwrap();
+        assert_eq!(cli.settings.invitation_ttl, Duration::from_secs(5400));
+    }
+}

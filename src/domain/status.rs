@@ -1,0 +1,54 @@
+use chrono::{DateTime, Utc};
+
+/// Where a member stands in an account, as a reader sees it at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberStatus {
+    Invited,
+    Active,
+    Expired,
+}
+
+impl MemberStatus {
+    /// Stored value of an accepted membership.
+    pub const STORED_ACTIVE: &'static str = "active";
+    /// Stored value of a pending membership; it reads EXPIRED once its link has expired.
+    pub const STORED_INVITED: &'static str = "invited";
+
+    pub fn at(
+        stored: &str,
+        invitation_expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        if stored == Self::STORED_ACTIVE {
+            return MemberStatus::Active;
+        }
+        match invitation_expires_at {
+            Some(expires_at) if expires_at > now => MemberStatus::Invited,
+            _ => MemberStatus::Expired,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn an_invitation_expires_at_its_expiry_time() {
+        let now = Utc::now();
+        let later = now + TimeDelta::hours(24);
+        assert_eq!(
+            MemberStatus::at("invited", Some(later), now),
+            MemberStatus::Invited
+        );
+        assert_eq!(
+            MemberStatus::at("invited", Some(later), later),
+            MemberStatus::Expired
+        );
+        assert_eq!(
+            MemberStatus::at("active", None, later),
+            MemberStatus::Active
+        );
+    }
+}

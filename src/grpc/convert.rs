@@ -1,0 +1,385 @@
+//! Proto ↔ domain. Requests are destructured field by field, so a new proto field does not
+//! compile until this file decides what it means.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::pb;
+use crate::domain::{
+    CloudAccess, DisplayName, Email, Language, MemberStatus, ProjectCloudRole, ProjectRole, Role,
+};
+use crate::service::{Error, Invite, ListQuery, MemberView, Violations};
+
+pub fn uuid(raw: &str) -> Result<Uuid, String> {
+    if raw.trim().is_empty() {
+        return Err("is required".into());
+    }
+    Uuid::try_parse(raw.trim()).map_err(|_| format!("{raw:?} is not a UUID"))
+}
+
+fn required_enum<P, T>(raw: i32, unspecified: P, convert: impl Fn(P) -> T) -> Result<T, String>
+where
+    P: TryFrom<i32> + PartialEq,
+{
+    match P::try_from(raw) {
+        Ok(value) if value == unspecified => Err("is required".into()),
+        Ok(value) => Ok(convert(value)),
+        Err(_) => Err(format!("has an unknown value {raw}")),
+    }
+}
+
+fn language(raw: i32) -> Result<Language, String> {
+    required_enum(raw, pb::Language::Unspecified, |language| match language {
+        pb::Language::En | pb::Language::Unspecified => Language::En,
+        pb::Language::De => Language::De,
+        pb::Language::Zh => Language::Zh,
+        pb::Language::Ru => Language::Ru,
+    })
+}
+
+fn role(raw: i32) -> Result<Role, String> {
+    // The proto's values are the provider's role ids.
+    required_enum(raw, pb::Role::Unspecified, |role| role as i32)
+        .and_then(|id| Role::from_id(id).ok_or_else(|| format!("has an unknown value {raw}")))
+}
+
+fn status(raw: i32) -> Result<Option<MemberStatus>, String> {
+    match pb::UserStatus::try_from(raw) {
+        Ok(pb::UserStatus::Unspecified) => Ok(None),
+        Ok(pb::UserStatus::Invited) => Ok(Some(MemberStatus::Invited)),
+        Ok(pb::UserStatus::Active) => Ok(Some(MemberStatus::Active)),
+        Ok(pb::UserStatus::Expired) => Ok(Some(MemberStatus::Expired)),
+        Err(_) => Err(format!("has an unknown value {raw}")),
+    }
+}
+
+fn cloud_access(violations: &mut Violations, access: pb::CloudAccess) -> Option<CloudAccess> {
+    let pb::CloudAccess { scope } = access;
+    match scope {
+        None => {
+            violations.add("cloud_access", "must set `client` or `projects`");
+            None
+        }
+        Some(pb::cloud_access::Scope::Client(pb::ClientAccess { role })) => {
+            match pb::CloudRole::try_from(role) {
+                Ok(pb::CloudRole::Unspecified) => Some(CloudAccess::Client {
+                    administrator: false,
+                }),
+                Ok(pb::CloudRole::ClientAdministrator) => Some(CloudAccess::Client {
+                    administrator: true,
+                }),
+                _ => {
+                    violations.add(
+                        "cloud_access.client.role",
+                        "must be CLOUD_ROLE_CLIENT_ADMINISTRATOR or unset (no access)",
+                    );
+                    None
+                }
+            }
+        }
+        Some(pb::cloud_access::Scope::Projects(pb::ProjectAccess { roles })) => {
+            let mut parsed = Vec::with_capacity(roles.len());
+            for (index, pb::ProjectRole { project_id, role }) in roles.into_iter().enumerate() {
+                let role = match pb::CloudRole::try_from(role) {
+                    Ok(pb::CloudRole::ProjectAdministrator) => {
+                        ProjectCloudRole::ProjectAdministrator
+                    }
+                    Ok(pb::CloudRole::User) => ProjectCloudRole::User,
+                    Ok(pb::CloudRole::InternalNetworkOnlyUser) => {
+                        ProjectCloudRole::InternalNetworkOnlyUser
+                    }
+                    Ok(pb::CloudRole::Observer) => ProjectCloudRole::Observer,
+                    Ok(pb::CloudRole::Unspecified | pb::CloudRole::ClientAdministrator)
+                    | Err(_) => {
+                        violations.add(
+                            &format!("cloud_access.projects.roles[{index}].role"),
+                            "must be a project role (PROJECT_ADMINISTRATOR, USER, INTERNAL_NETWORK_ONLY_USER or OBSERVER)",
+                        );
+                        continue;
+                    }
+                };
+                parsed.push(ProjectRole { project_id, role });
+            }
+            violations.check("cloud_access.projects.roles", CloudAccess::projects(parsed))
+        }
+    }
+}
+
+pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
+    let pb::InviteUserRequest {
+        account_id,
+        name,
+        email,
+        language: raw_language,
+        role: raw_role,
+        cloud_access: raw_cloud_access,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let name = v.check("name", DisplayName::parse(&name));
+    let email = v.check("email", Email::parse(&email));
+    let language = v.check("language", language(raw_language));
+    let role = v.check("role", role(raw_role));
+    let cloud_access = match raw_cloud_access {
+        None => Some(None),
+        Some(access) => cloud_access(&mut v, access).map(Some),
+    };
+    let (Some(account_id), Some(name), Some(email), Some(language), Some(role), Some(cloud_access)) =
+        (account_id, name, email, language, role, cloud_access)
+    else {
+        return Err(v.into_error());
+    };
+    Ok(Invite {
+        account_id,
+        name,
+        email,
+        language,
+        role,
+        cloud_access,
+    })
+}
+
+pub fn get(request: pb::GetUserRequest) -> Result<(Uuid, Uuid), Error> {
+    let pb::GetUserRequest {
+        account_id,
+        user_id,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let user_id = v.check("user_id", uuid(&user_id));
+    match (account_id, user_id) {
+        (Some(account_id), Some(user_id)) => Ok((account_id, user_id)),
+        _ => Err(v.into_error()),
+    }
+}
+
+pub fn list(request: pb::ListUsersRequest) -> Result<ListQuery, Error> {
+    let pb::ListUsersRequest {
+        account_id,
+        page_size,
+        page_token,
+        search,
+        status: raw_status,
+        two_factor_enabled,
+        role: raw_role,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let page_size = v.check(
+        "page_size",
+        match page_size {
+            ..0 => Err("must not be negative".to_string()),
+            0 => Ok(ListQuery::DEFAULT_PAGE_SIZE),
+            size => Ok((size as u64).min(ListQuery::MAX_PAGE_SIZE)),
+        },
+    );
+    if search.chars().count() > 254 {
+        v.add("search", "must be at most 254 characters");
+    }
+    let status = raw_status.map_or(Ok(None), status);
+    let status = v.check("status", status);
+    let role = match raw_role {
+        None => Some(None),
+        Some(raw) => v.check("role", role(raw)).map(Some),
+    };
+    let (Some(account_id), Some(page_size), Some(status), Some(role)) =
+        (account_id, page_size, status, role)
+    else {
+        return Err(v.into_error());
+    };
+    v.into_result()?;
+    Ok(ListQuery {
+        account_id,
+        page_size,
+        page_token,
+        search,
+        status,
+        two_factor_enabled,
+        role,
+    })
+}
+
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn cloud_access_to_proto(access: CloudAccess) -> pb::CloudAccess {
+    let scope = match access {
+        CloudAccess::Client { administrator } => {
+            pb::cloud_access::Scope::Client(pb::ClientAccess {
+                role: if administrator {
+                    pb::CloudRole::ClientAdministrator
+                } else {
+                    pb::CloudRole::Unspecified
+                } as i32,
+            })
+        }
+        CloudAccess::Projects { roles } => pb::cloud_access::Scope::Projects(pb::ProjectAccess {
+            roles: roles
+                .into_iter()
+                .map(|ProjectRole { project_id, role }| pb::ProjectRole {
+                    project_id,
+                    role: match role {
+                        ProjectCloudRole::ProjectAdministrator => {
+                            pb::CloudRole::ProjectAdministrator
+                        }
+                        ProjectCloudRole::User => pb::CloudRole::User,
+                        ProjectCloudRole::InternalNetworkOnlyUser => {
+                            pb::CloudRole::InternalNetworkOnlyUser
+                        }
+                        ProjectCloudRole::Observer => pb::CloudRole::Observer,
+                    } as i32,
+                })
+                .collect(),
+        }),
+    };
+    pb::CloudAccess { scope: Some(scope) }
+}
+
+/// Billing, DNS, Storage, Streaming and Web security grant every member the administrator role.
+fn service_roles() -> Vec<pb::ServiceAccess> {
+    [
+        pb::Service::Billing,
+        pb::Service::Dns,
+        pb::Service::Storage,
+        pb::Service::Streaming,
+        pb::Service::WebSecurity,
+    ]
+    .into_iter()
+    .map(|service| pb::ServiceAccess {
+        service: service as i32,
+        role: pb::ServiceRole::Administrator as i32,
+    })
+    .collect()
+}
+
+pub fn user(member: MemberView) -> pb::User {
+    let MemberView {
+        user_id,
+        account_id,
+        email,
+        name,
+        language,
+        role,
+        cloud_access,
+        status,
+        two_factor_enabled,
+        created_at,
+        invited_at,
+        invitation_expires_at,
+        accepted_at,
+    } = member;
+    pb::User {
+        id: user_id.to_string(),
+        account_id: account_id.to_string(),
+        email,
+        name,
+        language: match language {
+            Language::En => pb::Language::En,
+            Language::De => pb::Language::De,
+            Language::Zh => pb::Language::Zh,
+            Language::Ru => pb::Language::Ru,
+        } as i32,
+        role: role.id(),
+        cloud_access: Some(cloud_access_to_proto(cloud_access)),
+        service_roles: service_roles(),
+        status: match status {
+            MemberStatus::Invited => pb::UserStatus::Invited,
+            MemberStatus::Active => pb::UserStatus::Active,
+            MemberStatus::Expired => pb::UserStatus::Expired,
+        } as i32,
+        two_factor_enabled,
+        created_at: Some(timestamp(created_at)),
+        invited_at: Some(timestamp(invited_at)),
+        invitation_expires_at: invitation_expires_at.map(timestamp),
+        accepted_at: accepted_at.map(timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_invite() -> pb::InviteUserRequest {
+        pb::InviteUserRequest {
+            account_id: Uuid::now_v7().to_string(),
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            language: pb::Language::En as i32,
+            role: pb::Role::Engineers as i32,
+            cloud_access: None,
+        }
+    }
+
+    fn fields(error: Error) -> Vec<String> {
+        match error {
+            Error::InvalidArgument(violations) => violations.into_iter().map(|v| v.field).collect(),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_bad_field_of_an_invitation_is_named() {
+        let request = pb::InviteUserRequest {
+            account_id: "nope".into(),
+            name: " ".into(),
+            email: "ada".into(),
+            language: 0,
+            role: 42,
+            cloud_access: Some(pb::CloudAccess { scope: None }),
+        };
+        assert_eq!(
+            fields(invite(request).unwrap_err()),
+            [
+                "account_id",
+                "name",
+                "email",
+                "language",
+                "role",
+                "cloud_access"
+            ]
+        );
+    }
+
+    #[test]
+    fn project_roles_must_be_project_roles() {
+        let mut request = valid_invite();
+        request.cloud_access = Some(pb::CloudAccess {
+            scope: Some(pb::cloud_access::Scope::Projects(pb::ProjectAccess {
+                roles: vec![pb::ProjectRole {
+                    project_id: 3,
+                    role: pb::CloudRole::ClientAdministrator as i32,
+                }],
+            })),
+        });
+        assert_eq!(
+            fields(invite(request).unwrap_err()),
+            [
+                "cloud_access.projects.roles[0].role",
+                "cloud_access.projects.roles"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_valid_invitation_converts() {
+        let invite = invite(valid_invite()).unwrap();
+        assert_eq!(invite.role, Role::Engineers);
+        assert_eq!(invite.cloud_access, None);
+    }
+
+    #[test]
+    fn list_page_sizes_default_clamp_and_refuse_negatives() {
+        let request = |page_size| pb::ListUsersRequest {
+            account_id: Uuid::nil().to_string(),
+            page_size,
+            ..Default::default()
+        };
+        assert_eq!(list(request(0)).unwrap().page_size, 50);
+        assert_eq!(list(request(5000)).unwrap().page_size, 1000);
+        assert_eq!(fields(list(request(-1)).unwrap_err()), ["page_size"]);
+    }
+}

@@ -1,0 +1,20 @@
+//! The gRPC edge: generated code, handlers, proto ↔ domain conversion, credentials and
+//! error mapping.
+
+mod convert;
+mod layers;
+mod status;
+mod users;
+
+pub use layers::{AccessLogLayer, AuthLayer};
+pub use users::UserApi;
+
+/// Code generated from `proto/usermgmt/v1/`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("usermgmt.v1");
+
+    /// The encoded descriptors of the contract, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/usermgmt_descriptor.bin"));
+}

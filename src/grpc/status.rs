@@ -1,0 +1,123 @@
+//! The one mapping from the service's errors to gRPC statuses. It is exhaustive: a new
+//! error variant does not compile until its code is decided here.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::service::Error;
+
+const DOMAIN: &str = "usermgmt";
+
+fn with_info(
+    code: Code,
+    message: String,
+    reason: &str,
+    metadata: HashMap<String, String>,
+) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
+    )
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::InvalidArgument(violations) => Status::with_error_details(
+                Code::InvalidArgument,
+                message,
+                ErrorDetails::with_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            Error::Unauthenticated(_) => with_info(
+                Code::Unauthenticated,
+                message,
+                "UNAUTHENTICATED",
+                HashMap::new(),
+            ),
+            Error::PermissionDenied { reason, .. } => {
+                with_info(Code::PermissionDenied, message, reason, HashMap::new())
+            }
+            Error::AccountNotFound(account_id) => with_info(
+                Code::NotFound,
+                message,
+                "ACCOUNT_NOT_FOUND",
+                HashMap::from([("account_id".into(), account_id.to_string())]),
+            ),
+            Error::UserNotFound {
+                account_id,
+                user_id,
+            } => with_info(
+                Code::NotFound,
+                message,
+                "USER_NOT_FOUND",
+                HashMap::from([
+                    ("account_id".into(), account_id.to_string()),
+                    ("user_id".into(), user_id.to_string()),
+                ]),
+            ),
+            Error::AlreadyInvited {
+                account_id,
+                user_id,
+            } => with_info(
+                Code::AlreadyExists,
+                message,
+                "ALREADY_INVITED",
+                HashMap::from([
+                    ("account_id".into(), account_id.to_string()),
+                    ("user_id".into(), user_id.to_string()),
+                ]),
+            ),
+            Error::Storage(cause) => {
+                // The cause may hold SQL: it goes to the log, never to the client.
+                tracing::error!(error = %cause, "storage failure");
+                with_info(
+                    Code::Internal,
+                    "Internal error".into(),
+                    "INTERNAL",
+                    HashMap::new(),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::FieldViolation as Violation;
+
+    #[test]
+    fn invalid_arguments_name_every_field() {
+        let status = Status::from(Error::InvalidArgument(vec![
+            Violation::new("email", "is not a valid email address"),
+            Violation::new("name", "is required"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad_request = status.get_details_bad_request().unwrap();
+        let fields: Vec<_> = bad_request
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["email", "name"]);
+    }
+
+    #[test]
+    fn storage_failures_say_nothing_of_their_cause() {
+        let status = Status::from(Error::Storage(sea_orm::DbErr::Custom(
+            "SELECT secret FROM users".into(),
+        )));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "Internal error");
+        assert_eq!(status.get_details_error_info().unwrap().reason, "INTERNAL");
+    }
+}

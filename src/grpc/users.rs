@@ -1,0 +1,66 @@
+//! Handlers of `usermgmt.v1.UserManagement`: convert, one service call, convert back.
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, pb};
+use crate::service::{Caller, Error, UserService};
+
+pub struct UserApi {
+    users: UserService,
+}
+
+impl UserApi {
+    pub fn new(users: UserService) -> Self {
+        Self { users }
+    }
+}
+
+/// The caller the auth layer put in the request.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("A credential is required").into())
+}
+
+#[tonic::async_trait]
+impl pb::user_management_server::UserManagement for UserApi {
+    async fn invite_user(
+        &self,
+        request: Request<pb::InviteUserRequest>,
+    ) -> Result<Response<pb::InviteUserResponse>, Status> {
+        let caller = caller(&request)?;
+        let invite = convert::invite(request.into_inner())?;
+        let member = self.users.invite(&caller, invite).await?;
+        Ok(Response::new(pb::InviteUserResponse {
+            user: Some(convert::user(member)),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let caller = caller(&request)?;
+        let (account_id, user_id) = convert::get(request.into_inner())?;
+        let member = self.users.get(&caller, account_id, user_id).await?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(convert::user(member)),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let caller = caller(&request)?;
+        let query = convert::list(request.into_inner())?;
+        let page = self.users.list(&caller, query).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: page.members.into_iter().map(convert::user).collect(),
+            next_page_token: page.next_page_token,
+            total_size: i32::try_from(page.total_size).unwrap_or(i32::MAX),
+        }))
+    }
+}

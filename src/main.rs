@@ -1,0 +1,173 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde_json::json;
+use usermgmt::{
+    app::{AppError, Application},
+    clock::{Clock, SystemClock},
+    config::{Cli, Command, Settings},
+    domain::{DisplayName, Email},
+    store, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.settings).await,
+        Command::Migrate => migrate(&cli.settings).await,
+        Command::Bootstrap {
+            account_name,
+            admin_email,
+            admin_name,
+        } => {
+            bootstrap(
+                &cli.settings,
+                &account_name,
+                &admin_email,
+                admin_name.as_deref(),
+            )
+            .await
+        }
+        Command::Healthcheck => healthcheck(&cli.settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "usermgmt failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn serve(settings: &Settings) -> CliResult {
+    let app = Application::build(settings).await?;
+    if store::accounts::count(app.db()).await? == 0 {
+        let created =
+            create_account(app.db(), "Default account", "admin@example.com", None).await?;
+        println!(
+            "Created account {} with administrator admin@example.com ({}).\n\
+             Its API token, shown only this once:\n\n    {}\n\n\
+             Call with: grpcurl -plaintext -H 'authorization: APIKey <token>' {} list",
+            created.account_id,
+            created.user_id,
+            created.api_token.expose(),
+            app.local_addr()
+        );
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> CliResult {
+    let db = store::connect(&settings.database_url).await?;
+    store::migrate(&db).await.map_err(AppError::from)?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn bootstrap(
+    settings: &Settings,
+    account_name: &str,
+    admin_email: &str,
+    admin_name: Option<&str>,
+) -> CliResult {
+    let db = store::connect(&settings.database_url).await?;
+    store::migrate(&db).await?;
+    let created = create_account(&db, account_name, admin_email, admin_name).await?;
+    println!(
+        "{}",
+        json!({
+            "account_id": created.account_id,
+            "user_id": created.user_id,
+            "api_token": created.api_token.expose(),
+        })
+    );
+    Ok(())
+}
+
+async fn create_account(
+    db: &sea_orm::DatabaseConnection,
+    account_name: &str,
+    admin_email: &str,
+    admin_name: Option<&str>,
+) -> Result<store::accounts::Bootstrapped, Box<dyn std::error::Error>> {
+    let account_name =
+        DisplayName::parse(account_name).map_err(|e| format!("--account-name {e}"))?;
+    let email = Email::parse(admin_email).map_err(|e| format!("--admin-email {e}"))?;
+    let local_part = email
+        .as_str()
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let name = DisplayName::parse(admin_name.unwrap_or(&local_part))
+        .map_err(|e| format!("--admin-name {e}"))?;
+    Ok(store::accounts::create_with_admin(
+        db,
+        account_name.as_str(),
+        &email,
+        &name,
+        SystemClock.now(),
+    )
+    .await?)
+}
+
+/// Asks the local server's health service; succeeds when it answers SERVING.
+async fn healthcheck(settings: &Settings) -> CliResult {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let mut addr = settings.listen_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3))
+        .connect()
+        .await?;
+    let mut client = HealthClient::new(channel);
+    let response = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    if response.status() == ServingStatus::Serving {
+        Ok(())
+    } else {
+        Err(format!("server at {addr} is {:?}", response.status()).into())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,80 @@
+//! InviteUser (R1–R6).
+
+use uuid::Uuid;
+
+use super::{Caller, Error, MemberView, UserService, caller};
+use crate::domain::{CloudAccess, DisplayName, Email, InvitationSecret, Language, Role};
+use crate::store::members::{InviteError, NewInvitation, invite};
+
+/// A validated invitation request.
+#[derive(Debug)]
+pub struct Invite {
+    pub account_id: Uuid,
+    pub name: DisplayName,
+    pub email: Email,
+    pub language: Language,
+    pub role: Role,
+    /// `None` follows the role.
+    pub cloud_access: Option<CloudAccess>,
+}
+
+/// A concurrent invitation can break a unique constraint between our read and our write;
+/// running the transaction again sees the other's row and answers from it.
+const ATTEMPTS: usize = 3;
+
+impl UserService {
+    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
+    pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<MemberView, Error> {
+        let role = caller::role_in(&self.db, caller, request.account_id).await?;
+        if !role.is_administrator() {
+            return Err(Error::PermissionDenied {
+                reason: "ADMINISTRATOR_REQUIRED",
+                message: "Only administrators of the account may invite users".into(),
+            });
+        }
+        let cloud_access = request
+            .cloud_access
+            .clone()
+            .unwrap_or_else(|| CloudAccess::default_for(request.role));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = self.clock.now();
+            let secret = InvitationSecret::generate();
+            let new = NewInvitation {
+                account_id: request.account_id,
+                inviter_id: caller.user_id,
+                email: &request.email,
+                name: &request.name,
+                language: request.language,
+                role: request.role,
+                cloud_access: &cloud_access,
+                secret: &secret,
+                now,
+                expires_at: now + self.invitation_ttl,
+            };
+            match invite(&self.db, &new).await {
+                Ok((member, kind)) => {
+                    tracing::info!(
+                        user_id = %member.1.id,
+                        kind = kind.as_str(),
+                        "user invited"
+                    );
+                    return MemberView::from_rows(member, now);
+                }
+                Err(InviteError::AlreadyMember { user_id }) => {
+                    return Err(Error::AlreadyInvited {
+                        account_id: request.account_id,
+                        user_id,
+                    });
+                }
+                Err(InviteError::Db(err))
+                    if attempt < ATTEMPTS && crate::store::is_unique_violation(&err) =>
+                {
+                    tracing::debug!("concurrent invitation of the same email; retrying");
+                }
+                Err(InviteError::Db(err)) => return Err(Error::Storage(err)),
+            }
+        }
+    }
+}

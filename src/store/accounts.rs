@@ -1,0 +1,105 @@
+//! Accounts, and creating one with its first administrator.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entity::{account, api_token, membership, user};
+use crate::domain::{
+    ApiTokenSecret, CloudAccess, DisplayName, Email, Language, MemberStatus, Role,
+};
+
+/// What bootstrapping made; the secret is shown once and never stored.
+pub struct Bootstrapped {
+    pub account_id: Uuid,
+    pub user_id: Uuid,
+    pub api_token: ApiTokenSecret,
+}
+
+pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    account::Entity::find().count(db).await
+}
+
+/// Creates an account with one active administrator and a permanent administrator API
+/// token issued by them. An administrator whose email already has a user is that user.
+#[tracing::instrument(skip_all, err)]
+pub async fn create_with_admin(
+    db: &DatabaseConnection,
+    account_name: &str,
+    admin_email: &Email,
+    admin_name: &DisplayName,
+    now: DateTime<Utc>,
+) -> Result<Bootstrapped, DbErr> {
+    let tx = db.begin().await?;
+    let account_id = Uuid::now_v7();
+    account::ActiveModel {
+        id: Set(account_id),
+        name: Set(account_name.to_string()),
+        created_at: Set(now),
+    }
+    .insert(&tx)
+    .await?;
+
+    let user_id = match super::members::find_user_by_email(&tx, admin_email).await? {
+        Some(existing) => existing.id,
+        None => {
+            let id = Uuid::now_v7();
+            user::ActiveModel {
+                id: Set(id),
+                email: Set(admin_email.to_string()),
+                name: Set(admin_name.as_str().to_string()),
+                name_lower: Set(admin_name.as_str().to_lowercase()),
+                language: Set(Language::En.code().to_string()),
+                password_hash: Set(None),
+                activated: Set(true),
+                two_factor_enabled: Set(false),
+                created_at: Set(now),
+            }
+            .insert(&tx)
+            .await?;
+            id
+        }
+    };
+    let cloud_access = serde_json::to_string(&CloudAccess::default_for(Role::Administrators))
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
+    membership::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(account_id),
+        user_id: Set(user_id),
+        role: Set(Role::Administrators.id()),
+        cloud_access: Set(cloud_access),
+        status: Set(MemberStatus::STORED_ACTIVE.to_string()),
+        invited_by: Set(None),
+        invited_at: Set(now),
+        invitation_expires_at: Set(None),
+        accepted_at: Set(Some(now)),
+    }
+    .insert(&tx)
+    .await?;
+
+    let api_token = ApiTokenSecret::generate();
+    api_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(account_id),
+        issuer_id: Set(user_id),
+        name: Set("bootstrap".to_string()),
+        description: Set("Created with the account".to_string()),
+        role: Set(Role::Administrators.id()),
+        secret_hash: Set(api_token.hash().into_string()),
+        expires_at: Set(None),
+        created_at: Set(now),
+        last_used_at: Set(None),
+        deleted_at: Set(None),
+    }
+    .insert(&tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Bootstrapped {
+        account_id,
+        user_id,
+        api_token,
+    })
+}

@@ -1,0 +1,8 @@
+//! SeaORM entities: one per table of `migrations/`.
+
+pub mod account;
+pub mod api_token;
+pub mod invitation;
+pub mod membership;
+pub mod outbox;
+pub mod user;

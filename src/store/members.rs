@@ -1,0 +1,324 @@
+//! Members of an account: a membership joined with its user.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LikeExpr},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::entity::{account, invitation, membership, outbox, user};
+use crate::domain::{
+    CloudAccess, DisplayName, Email, InvitationSecret, Language, MemberStatus, Role,
+};
+
+/// A membership with its user.
+pub type Member = (membership::Model, user::Model);
+
+pub async fn find_user_by_email(
+    db: &impl ConnectionTrait,
+    email: &Email,
+) -> Result<Option<user::Model>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await
+}
+
+/// The user's accepted membership of the account, if any.
+#[tracing::instrument(skip_all, err)]
+pub async fn find_active_membership(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<membership::Model>, DbErr> {
+    membership::Entity::find()
+        .filter(membership::Column::AccountId.eq(account_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Status.eq(MemberStatus::STORED_ACTIVE))
+        .one(db)
+        .await
+}
+
+#[tracing::instrument(skip_all, err)]
+pub async fn find(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<Member>, DbErr> {
+    let found = membership::Entity::find()
+        .filter(membership::Column::AccountId.eq(account_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .find_also_related(user::Entity)
+        .one(db)
+        .await?;
+    Ok(found.and_then(|(membership, user)| Some((membership, user?))))
+}
+
+/// Which kind of email an invitation sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvitationKind {
+    /// The invitee has no password yet: the link lets them create one.
+    NewUser,
+    /// The invitee already signs in: the email notifies them of the new account.
+    ExistingUser,
+}
+
+impl InvitationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationKind::NewUser => "new_user",
+            InvitationKind::ExistingUser => "existing_user",
+        }
+    }
+}
+
+pub struct NewInvitation<'a> {
+    pub account_id: Uuid,
+    pub inviter_id: Uuid,
+    pub email: &'a Email,
+    pub name: &'a DisplayName,
+    pub language: Language,
+    pub role: Role,
+    pub cloud_access: &'a CloudAccess,
+    pub secret: &'a InvitationSecret,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InviteError {
+    #[error("user {user_id} is already a member")]
+    AlreadyMember { user_id: Uuid },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Writes the membership, the invitation (its secret's hash only) and the outbox email in
+/// one transaction, creating the user when the email has none (R3) and reusing it when it
+/// has (R4).
+#[tracing::instrument(skip_all, fields(account_id = %new.account_id), err)]
+pub async fn invite(
+    db: &DatabaseConnection,
+    new: &NewInvitation<'_>,
+) -> Result<(Member, InvitationKind), InviteError> {
+    let tx = db.begin().await?;
+    let existing = find_user_by_email(&tx, new.email).await?;
+    if let Some(user) = &existing
+        && find(&tx, new.account_id, user.id).await?.is_some()
+    {
+        return Err(InviteError::AlreadyMember { user_id: user.id });
+    }
+    let (user, kind) = match existing {
+        // A user who never set a password is still a new user to the email they get.
+        Some(user) if user.activated => (user, InvitationKind::ExistingUser),
+        Some(user) => (user, InvitationKind::NewUser),
+        None => (insert_user(&tx, new).await?, InvitationKind::NewUser),
+    };
+    let membership = membership::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(new.account_id),
+        user_id: Set(user.id),
+        role: Set(new.role.id()),
+        cloud_access: Set(to_json(new.cloud_access)?),
+        status: Set(MemberStatus::STORED_INVITED.to_string()),
+        invited_by: Set(Some(new.inviter_id)),
+        invited_at: Set(new.now),
+        invitation_expires_at: Set(Some(new.expires_at)),
+        accepted_at: Set(None),
+    }
+    .insert(&tx)
+    .await?;
+    let invitation = invitation::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        membership_id: Set(membership.id),
+        secret_hash: Set(new.secret.hash().into_string()),
+        kind: Set(kind.as_str().to_string()),
+        created_at: Set(new.now),
+        expires_at: Set(new.expires_at),
+        consumed_at: Set(None),
+    }
+    .insert(&tx)
+    .await?;
+    enqueue_invitation_email(&tx, new, &user, invitation.id, kind).await?;
+    tx.commit().await?;
+    Ok(((membership, user), kind))
+}
+
+async fn insert_user(
+    db: &impl ConnectionTrait,
+    new: &NewInvitation<'_>,
+) -> Result<user::Model, DbErr> {
+    user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(new.email.to_string()),
+        name: Set(new.name.as_str().to_string()),
+        name_lower: Set(new.name.as_str().to_lowercase()),
+        language: Set(new.language.code().to_string()),
+        password_hash: Set(None),
+        activated: Set(false),
+        two_factor_enabled: Set(false),
+        created_at: Set(new.now),
+    }
+    .insert(db)
+    .await
+}
+
+/// The outbox row the notifier delivers. It snapshots what the email says, so the email
+/// reads as it would have at the time of the invitation.
+async fn enqueue_invitation_email(
+    db: &impl ConnectionTrait,
+    new: &NewInvitation<'_>,
+    invitee: &user::Model,
+    invitation_id: Uuid,
+    kind: InvitationKind,
+) -> Result<(), DbErr> {
+    let account_name = account::Entity::find_by_id(new.account_id)
+        .one(db)
+        .await?
+        .map(|account| account.name)
+        .unwrap_or_default();
+    let inviter_name = user::Entity::find_by_id(new.inviter_id)
+        .one(db)
+        .await?
+        .map(|inviter| inviter.name)
+        .unwrap_or_default();
+    let language = Language::from_code(&invitee.language).unwrap_or(new.language);
+    let payload = json!({
+        "invitation_id": invitation_id,
+        "kind": kind.as_str(),
+        "to": invitee.email,
+        "invitee_name": invitee.name,
+        "language": language.code(),
+        "account_name": account_name,
+        "inviter_name": inviter_name,
+        "expires_at": new.expires_at,
+        "secret": new.secret.expose(),
+    });
+    outbox::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        kind: Set("invitation".to_string()),
+        payload: Set(payload.to_string()),
+        attempts: Set(0),
+        next_attempt_at: Set(new.now),
+        last_error: Set(None),
+        created_at: Set(new.now),
+        sent_at: Set(None),
+        dead_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+fn to_json(access: &CloudAccess) -> Result<String, DbErr> {
+    serde_json::to_string(access).map_err(|e| DbErr::Custom(e.to_string()))
+}
+
+/// What ListUsers narrows the account's members to.
+#[derive(Clone, Debug, Default)]
+pub struct MemberFilter {
+    pub status: Option<MemberStatus>,
+    pub two_factor_enabled: Option<bool>,
+    pub role: Option<Role>,
+    /// Lower-cased text to find in the email or the name, and the user id it may also be.
+    pub search: Option<(String, Option<Uuid>)>,
+}
+
+fn filtered(
+    account_id: Uuid,
+    filter: &MemberFilter,
+    now: DateTime<Utc>,
+) -> Select<membership::Entity> {
+    let mut query = membership::Entity::find()
+        .inner_join(user::Entity)
+        .filter(membership::Column::AccountId.eq(account_id));
+    if let Some(status) = filter.status {
+        let pending = membership::Column::Status.eq(MemberStatus::STORED_INVITED);
+        query = query.filter(match status {
+            MemberStatus::Active => membership::Column::Status.eq(MemberStatus::STORED_ACTIVE),
+            MemberStatus::Invited => pending.and(membership::Column::InvitationExpiresAt.gt(now)),
+            MemberStatus::Expired => pending.and(membership::Column::InvitationExpiresAt.lte(now)),
+        });
+    }
+    if let Some(enabled) = filter.two_factor_enabled {
+        query = query.filter(user::Column::TwoFactorEnabled.eq(enabled));
+    }
+    if let Some(role) = filter.role {
+        query = query.filter(membership::Column::Role.eq(role.id()));
+    }
+    if let Some((text, maybe_id)) = &filter.search {
+        let pattern = LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
+        let mut any = Condition::any()
+            .add(Expr::col((user::Entity, user::Column::Email)).like(pattern.clone()))
+            .add(Expr::col((user::Entity, user::Column::NameLower)).like(pattern));
+        if let Some(id) = maybe_id {
+            any = any.add(user::Column::Id.eq(*id));
+        }
+        query = query.filter(any);
+    }
+    query
+}
+
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// One page of members in membership-id order, starting after `after`.
+#[tracing::instrument(skip_all, fields(%account_id, limit), err)]
+pub async fn list(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    filter: &MemberFilter,
+    after: Option<Uuid>,
+    limit: u64,
+    now: DateTime<Utc>,
+) -> Result<Vec<Member>, DbErr> {
+    let mut query = filtered(account_id, filter, now);
+    if let Some(after) = after {
+        query = query.filter(membership::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(membership::Column::Id)
+        .limit(limit)
+        .select_also(user::Entity)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(membership, user)| Some((membership, user?)))
+        .collect())
+}
+
+/// How many members match the filter, on all pages.
+#[tracing::instrument(skip_all, fields(%account_id), err)]
+pub async fn count(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    filter: &MemberFilter,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    filtered(account_id, filter, now).count(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_in_search_text_are_escaped() {
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(escape_like("ada"), "ada");
+    }
+}
