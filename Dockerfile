@@ -37,6 +37,7 @@ RUN touch build.rs && find src migrations/src -name '*.rs' -exec touch {} + \
 ############################
 FROM debian:bookworm-slim
 
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*

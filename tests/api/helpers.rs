@@ -1,0 +1,317 @@
+//! `spawn_app()`: the real server, in-process on port 0, with a fresh database per test
+//! (SQLite in a temporary folder, or a new PostgreSQL database when
+//! `USERMGMT_TEST_DATABASE_URL` names a server) and a clock the test moves.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
+};
+use tokio::sync::oneshot;
+use tonic::{Code, Request, Status, transport::Channel};
+use uuid::Uuid;
+
+use usermgmt::{
+    app::Application,
+    clock::{Clock, ManualClock},
+    config::Settings,
+    domain::{ApiTokenSecret, CloudAccess, DisplayName, Email, Language, Role},
+    grpc::pb::{self, user_management_client::UserManagementClient},
+    store::{self, entity},
+};
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: DatabaseConnection,
+    pub clock: Arc<ManualClock>,
+    /// The bootstrapped account and its administrator.
+    pub account_id: Uuid,
+    pub admin_id: Uuid,
+    pub admin_token: String,
+    pub users: UserManagementClient<Channel>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh database URL: SQLite by default, PostgreSQL when asked for.
+async fn fresh_database(dir: &tempfile::TempDir) -> String {
+    match std::env::var("USERMGMT_TEST_DATABASE_URL") {
+        Ok(server_url) if !server_url.is_empty() => {
+            let name = format!("usermgmt_test_{}", Uuid::new_v4().simple());
+            let admin = Database::connect(&server_url)
+                .await
+                .expect("USERMGMT_TEST_DATABASE_URL is set but PostgreSQL is unreachable");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create the test database");
+            admin.close().await.ok();
+            let base = server_url.split('?').next().unwrap_or(&server_url);
+            let (server, _) = base.rsplit_once('/').expect("a database URL with a path");
+            format!("{server}/{name}")
+        }
+        _ => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("usermgmt.db").display()
+        ),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let database_url = fresh_database(&dir).await;
+    let settings = Settings::for_database(database_url);
+    let clock = Arc::new(ManualClock::new(
+        DateTime::parse_from_rfc3339("2026-11-28T09:00:00Z")
+            .expect("a valid start time")
+            .with_timezone(&Utc),
+    ));
+    let app = Application::build_with_clock(&settings, clock.clone())
+        .await
+        .expect("the application builds");
+    let addr = app.local_addr();
+    let db = app.db().clone();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            stopped.await.ok();
+        })
+        .await
+        .expect("the server runs");
+    });
+    let created = store::accounts::create_with_admin(
+        &db,
+        "Acme",
+        &Email::parse("admin@acme.example").unwrap(),
+        &DisplayName::parse("Alice Admin").unwrap(),
+        clock.now(),
+    )
+    .await
+    .expect("bootstrap");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the server");
+    TestApp {
+        addr,
+        db,
+        clock,
+        account_id: created.account_id,
+        admin_id: created.user_id,
+        admin_token: created.api_token.expose().to_string(),
+        users: UserManagementClient::new(channel),
+        shutdown: Some(shutdown),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+/// A request carrying `authorization: APIKey <token>`.
+pub fn with_token<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("APIKey {token}").parse().expect("ASCII metadata"),
+    );
+    request
+}
+
+pub fn invite_request(
+    account_id: Uuid,
+    name: &str,
+    email: &str,
+    role: pb::Role,
+) -> pb::InviteUserRequest {
+    pb::InviteUserRequest {
+        account_id: account_id.to_string(),
+        name: name.into(),
+        email: email.into(),
+        language: pb::Language::En as i32,
+        role: role as i32,
+        cloud_access: None,
+    }
+}
+
+/// A member added straight to the database, with an API token of the given role.
+pub struct Member {
+    pub user_id: Uuid,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn invite(
+        &self,
+        name: &str,
+        email: &str,
+        role: pb::Role,
+    ) -> Result<pb::User, Status> {
+        self.users
+            .clone()
+            .invite_user(with_token(
+                &self.admin_token,
+                invite_request(self.account_id, name, email, role),
+            ))
+            .await
+            .map(|response| response.into_inner().user.expect("a user"))
+    }
+
+    pub async fn list(
+        &self,
+        token: &str,
+        request: pb::ListUsersRequest,
+    ) -> Result<pb::ListUsersResponse, Status> {
+        self.users
+            .clone()
+            .list_users(with_token(token, request))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub fn list_request(&self) -> pb::ListUsersRequest {
+        pb::ListUsersRequest {
+            account_id: self.account_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds an active member of `account_id` holding a token of `token_role`.
+    pub async fn add_member(
+        &self,
+        account_id: Uuid,
+        email: &str,
+        role: Role,
+        token_role: Role,
+    ) -> Member {
+        let now = self.clock.now();
+        let user_id = Uuid::now_v7();
+        entity::user::ActiveModel {
+            id: Set(user_id),
+            email: Set(email.into()),
+            name: Set(email.into()),
+            name_lower: Set(email.into()),
+            language: Set(Language::En.code().into()),
+            password_hash: Set(None),
+            activated: Set(true),
+            two_factor_enabled: Set(false),
+            created_at: Set(now),
+        }
+        .insert(&self.db)
+        .await
+        .unwrap();
+        entity::membership::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(account_id),
+            user_id: Set(user_id),
+            role: Set(role.id()),
+            cloud_access: Set(serde_json::to_string(&CloudAccess::default_for(role)).unwrap()),
+            status: Set("active".into()),
+            invited_by: Set(None),
+            invited_at: Set(now),
+            invitation_expires_at: Set(None),
+            accepted_at: Set(Some(now)),
+        }
+        .insert(&self.db)
+        .await
+        .unwrap();
+        let token = self
+            .issue_token(account_id, user_id, token_role, None)
+            .await;
+        Member { user_id, token }
+    }
+
+    pub async fn issue_token(
+        &self,
+        account_id: Uuid,
+        issuer_id: Uuid,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> String {
+        let secret = ApiTokenSecret::generate();
+        entity::api_token::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(account_id),
+            issuer_id: Set(issuer_id),
+            name: Set("test".into()),
+            description: Set(String::new()),
+            role: Set(role.id()),
+            secret_hash: Set(secret.hash().into_string()),
+            expires_at: Set(expires_at),
+            created_at: Set(self.clock.now()),
+            last_used_at: Set(None),
+            deleted_at: Set(None),
+        }
+        .insert(&self.db)
+        .await
+        .unwrap();
+        secret.expose().to_string()
+    }
+
+    /// A second account with its own administrator.
+    pub async fn other_account(&self, admin_email: &str) -> (Uuid, Uuid, String) {
+        let created = store::accounts::create_with_admin(
+            &self.db,
+            "Globex",
+            &Email::parse(admin_email).unwrap(),
+            &DisplayName::parse("Bob Boss").unwrap(),
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
+        (
+            created.account_id,
+            created.user_id,
+            created.api_token.expose().to_string(),
+        )
+    }
+
+    pub async fn count_users(&self) -> usize {
+        entity::user::Entity::find()
+            .all(&self.db)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.send(()).ok();
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server stops cleanly");
+        }
+    }
+}
+
+/// The field names of an INVALID_ARGUMENT's BadRequest.
+pub fn bad_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("a BadRequest detail")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .expect("an ErrorInfo detail")
+        .reason
+}

@@ -1,0 +1,353 @@
+use chrono::TimeDelta;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tonic::Code;
+use usermgmt::{domain::Role, grpc::pb, store::entity};
+
+use crate::helpers::{bad_fields, invite_request, reason, spawn_app, with_token};
+
+#[tokio::test]
+async fn inviting_a_new_email_creates_an_invited_user_listed_at_once() {
+    let app = spawn_app().await;
+    let invited_at = app.clock_now();
+
+    let user = app
+        .invite(
+            "  Ada Lovelace ",
+            "Ada.Lovelace@Example.COM",
+            pb::Role::Engineers,
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(user.name, "Ada Lovelace");
+    assert_eq!(user.email, "ada.lovelace@example.com");
+    assert_eq!(user.status(), pb::UserStatus::Invited);
+    assert_eq!(user.role(), pb::Role::Engineers);
+    assert_eq!(user.account_id, app.account_id.to_string());
+    let expires = user.invitation_expires_at.unwrap();
+    assert_eq!(
+        expires.seconds,
+        (invited_at + TimeDelta::hours(24)).timestamp()
+    );
+    assert_eq!(user.service_roles.len(), 5);
+    assert!(user.accepted_at.is_none());
+
+    let listed = app
+        .list(&app.admin_token, app.list_request())
+        .await
+        .unwrap();
+    assert_eq!(listed.total_size, 2);
+    assert!(listed.users.iter().any(|listed| listed.id == user.id));
+
+    let stored = entity::user::Entity::find_by_id(user.id.parse::<uuid::Uuid>().unwrap())
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.activated);
+    assert!(stored.password_hash.is_none());
+
+    let emails = entity::outbox::Entity::find().all(&app.db).await.unwrap();
+    assert_eq!(emails.len(), 1, "one email waits for the notifier");
+    let payload: serde_json::Value = serde_json::from_str(&emails[0].payload).unwrap();
+    assert_eq!(payload["kind"], "new_user");
+    assert_eq!(payload["to"], "ada.lovelace@example.com");
+    assert_eq!(payload["account_name"], "Acme");
+    assert_eq!(payload["inviter_name"], "Alice Admin");
+
+    let invitation = entity::invitation::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = payload["secret"].as_str().unwrap();
+    assert_eq!(secret.len(), 43);
+    assert_ne!(
+        invitation.secret_hash, secret,
+        "only a hash of the secret is stored"
+    );
+    assert_eq!(
+        invitation.secret_hash,
+        usermgmt::domain::SecretHash::of(secret).as_str()
+    );
+}
+
+#[tokio::test]
+async fn inviting_a_user_of_another_account_reuses_the_user_and_sends_the_existing_user_email() {
+    let app = spawn_app().await;
+    let (_, bob_id, _) = app.other_account("bob@globex.example").await;
+
+    let user = app
+        .invite("Somebody Else", "BOB@globex.example", pb::Role::Users)
+        .await
+        .unwrap();
+
+    assert_eq!(user.id, bob_id.to_string());
+    assert_eq!(
+        user.name, "Bob Boss",
+        "an existing user's name is not changed"
+    );
+    assert_eq!(user.status(), pb::UserStatus::Invited);
+    let email = entity::outbox::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&email.payload).unwrap();
+    assert_eq!(payload["kind"], "existing_user");
+    assert_eq!(app.count_users().await, 2);
+}
+
+#[tokio::test]
+async fn inviting_a_current_member_is_refused_with_already_exists() {
+    let app = spawn_app().await;
+    let first = app
+        .invite("Ada", "ada@example.com", pb::Role::Users)
+        .await
+        .unwrap();
+
+    let again = app
+        .invite("Ada", "ADA@example.com ", pb::Role::Engineers)
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+    assert_eq!(
+        again.message(),
+        format!(
+            "User {} has already been invited to account {}",
+            first.id, app.account_id
+        )
+    );
+    assert_eq!(reason(&again), "ALREADY_INVITED");
+
+    let admin = app
+        .invite("Me", "admin@acme.example", pb::Role::Users)
+        .await
+        .unwrap_err();
+    assert_eq!(admin.code(), Code::AlreadyExists, "an active member too");
+    assert_eq!(
+        entity::outbox::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn cloud_access_follows_the_role_unless_given() {
+    let app = spawn_app().await;
+    let client = |user: &pb::User| match user.cloud_access.clone().unwrap().scope.unwrap() {
+        pb::cloud_access::Scope::Client(client) => client.role(),
+        other => panic!("expected client scope, got {other:?}"),
+    };
+    let admin = app
+        .invite("A", "a@example.com", pb::Role::Administrators)
+        .await
+        .unwrap();
+    assert_eq!(client(&admin), pb::CloudRole::ClientAdministrator);
+    let engineer = app
+        .invite("E", "e@example.com", pb::Role::Engineers)
+        .await
+        .unwrap();
+    assert_eq!(client(&engineer), pb::CloudRole::Unspecified);
+
+    let mut request = invite_request(app.account_id, "P", "p@example.com", pb::Role::Users);
+    let projects = pb::CloudAccess {
+        scope: Some(pb::cloud_access::Scope::Projects(pb::ProjectAccess {
+            roles: vec![
+                pb::ProjectRole {
+                    project_id: 11,
+                    role: pb::CloudRole::Observer as i32,
+                },
+                pb::ProjectRole {
+                    project_id: 12,
+                    role: pb::CloudRole::ProjectAdministrator as i32,
+                },
+            ],
+        })),
+    };
+    request.cloud_access = Some(projects.clone());
+    let user = app
+        .users
+        .clone()
+        .invite_user(with_token(&app.admin_token, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.cloud_access, Some(projects));
+}
+
+#[tokio::test]
+async fn each_bad_input_is_refused_naming_its_field_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let base = || invite_request(app.account_id, "Ada", "ada@example.com", pb::Role::Users);
+    let cases: Vec<(&str, pb::InviteUserRequest, Vec<&str>)> = vec![
+        (
+            "bad email",
+            pb::InviteUserRequest {
+                email: "ada@".into(),
+                ..base()
+            },
+            vec!["email"],
+        ),
+        (
+            "blank name",
+            pb::InviteUserRequest {
+                name: "   ".into(),
+                ..base()
+            },
+            vec!["name"],
+        ),
+        (
+            "256-char name",
+            pb::InviteUserRequest {
+                name: "n".repeat(256),
+                ..base()
+            },
+            vec!["name"],
+        ),
+        (
+            "unknown language",
+            pb::InviteUserRequest {
+                language: 99,
+                ..base()
+            },
+            vec!["language"],
+        ),
+        (
+            "missing language",
+            pb::InviteUserRequest {
+                language: 0,
+                ..base()
+            },
+            vec!["language"],
+        ),
+        (
+            "missing role",
+            pb::InviteUserRequest { role: 0, ..base() },
+            vec!["role"],
+        ),
+        (
+            "unknown role",
+            pb::InviteUserRequest { role: 4, ..base() },
+            vec!["role"],
+        ),
+        (
+            "bad account id",
+            pb::InviteUserRequest {
+                account_id: "acme".into(),
+                ..base()
+            },
+            vec!["account_id"],
+        ),
+        (
+            "everything",
+            pb::InviteUserRequest {
+                account_id: String::new(),
+                name: String::new(),
+                email: "x".repeat(300),
+                language: -1,
+                role: 0,
+                cloud_access: None,
+            },
+            vec!["account_id", "name", "email", "language", "role"],
+        ),
+    ];
+    for (case, request, fields) in cases {
+        let status = app
+            .users
+            .clone()
+            .invite_user(with_token(&app.admin_token, request))
+            .await
+            .unwrap_err();
+        assert_eq!(bad_fields(&status), fields, "{case}");
+    }
+    assert_eq!(app.count_users().await, 1, "only the administrator exists");
+    assert!(
+        entity::outbox::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn only_administrators_may_invite() {
+    let app = spawn_app().await;
+    let engineer = app
+        .add_member(
+            app.account_id,
+            "eng@acme.example",
+            Role::Engineers,
+            Role::Engineers,
+        )
+        .await;
+    let status = app
+        .users
+        .clone()
+        .invite_user(with_token(
+            &engineer.token,
+            invite_request(app.account_id, "Ada", "ada@example.com", pb::Role::Users),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(reason(&status), "ADMINISTRATOR_REQUIRED");
+
+    // An administrator's token of a lower role acts with that lower role.
+    let weak_token = app
+        .issue_token(app.account_id, app.admin_id, Role::Engineers, None)
+        .await;
+    let status = app
+        .users
+        .clone()
+        .invite_user(with_token(
+            &weak_token,
+            invite_request(app.account_id, "Ada", "ada@example.com", pb::Role::Users),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let nobody = entity::user::Entity::find()
+        .filter(entity::user::Column::Email.eq("ada@example.com"))
+        .one(&app.db)
+        .await
+        .unwrap();
+    assert!(nobody.is_none());
+}
+
+#[tokio::test]
+async fn concurrent_invitations_of_one_email_let_exactly_one_succeed() {
+    let app = spawn_app().await;
+    let attempts = (0..8).map(|_| app.invite("Ada", "ada@example.com", pb::Role::Users));
+    let results = futures::future::join_all(attempts).await;
+
+    let succeeded = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(succeeded, 1, "{results:?}");
+    for result in results.iter().filter_map(|result| result.as_ref().err()) {
+        assert_eq!(result.code(), Code::AlreadyExists, "{result:?}");
+    }
+    assert_eq!(app.count_users().await, 2);
+}
+
+#[tokio::test]
+async fn concurrent_invitations_of_one_new_email_into_two_accounts_share_one_user() {
+    let app = spawn_app().await;
+    let (globex, _, globex_token) = app.other_account("bob@globex.example").await;
+    let into_acme = app.invite("Ada", "ada@example.com", pb::Role::Users);
+    let mut client = app.users.clone();
+    let into_globex = client.invite_user(with_token(
+        &globex_token,
+        invite_request(globex, "Ada", "ada@example.com", pb::Role::Users),
+    ));
+    let (acme, globex) = tokio::join!(into_acme, into_globex);
+    let acme = acme.unwrap();
+    let globex = globex.unwrap().into_inner().user.unwrap();
+    assert_eq!(acme.id, globex.id);
+    assert_eq!(app.count_users().await, 3);
+}
