@@ -5,13 +5,17 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use sea_orm::{DatabaseConnection, DbErr};
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, broadcast, watch},
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::grpc::{AccessLogLayer, AuthLayer, UserApi, pb};
+use crate::notifier::{Delivery, Notifier};
 use crate::service::UserService;
 use crate::store;
 
@@ -28,6 +32,8 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("notifier: {0}")]
+    Notifier(String),
 }
 
 /// Server reflection advertising every service served, both reflection versions included,
@@ -46,6 +52,9 @@ pub struct Application {
     local_addr: SocketAddr,
     db: DatabaseConnection,
     users: UserService,
+    notifier: Option<Notifier>,
+    outbox_wake: Arc<Notify>,
+    deliveries: broadcast::Sender<Delivery>,
 }
 
 impl Application {
@@ -69,12 +78,36 @@ impl Application {
             addr: settings.listen_addr,
             source,
         })?;
-        let users = UserService::new(db.clone(), clock, settings.invitation_ttl);
+        let outbox_wake = Arc::new(Notify::new());
+        let (deliveries, _) = broadcast::channel(1024);
+        let notifier = if settings.notifier {
+            Some(
+                Notifier::from_settings(
+                    settings,
+                    db.clone(),
+                    clock.clone(),
+                    outbox_wake.clone(),
+                    deliveries.clone(),
+                )
+                .map_err(AppError::Notifier)?,
+            )
+        } else {
+            None
+        };
+        let users = UserService::new(
+            db.clone(),
+            clock,
+            settings.invitation_ttl,
+            outbox_wake.clone(),
+        );
         Ok(Self {
             listener,
             local_addr,
             db,
             users,
+            notifier,
+            outbox_wake,
+            deliveries,
         })
     }
 
@@ -90,6 +123,16 @@ impl Application {
         &self.db
     }
 
+    /// Every recorded outcome of the notifier's sends, from now on.
+    pub fn deliveries(&self) -> broadcast::Receiver<Delivery> {
+        self.deliveries.subscribe()
+    }
+
+    /// Wakes the notifier, as a commit of an email does.
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.outbox_wake.clone()
+    }
+
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -101,6 +144,11 @@ impl Application {
             .await;
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let (stop_notifier, notifier_stopped) = watch::channel(false);
+        let notifier = self
+            .notifier
+            .map(|notifier| tokio::spawn(notifier.run(notifier_stopped)));
 
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         Server::builder()
@@ -117,6 +165,13 @@ impl Application {
                 tracing::info!("shutting down: finishing calls in flight");
             })
             .await?;
+        // The server has drained its calls; the notifier finishes the send in progress.
+        stop_notifier.send(true).ok();
+        if let Some(notifier) = notifier
+            && let Err(error) = notifier.await
+        {
+            tracing::error!(%error, "notifier task failed");
+        }
         self.db.close().await?;
         tracing::info!("stopped");
         Ok(())

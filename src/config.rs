@@ -1,6 +1,6 @@
 //! Command line and settings: every setting is a flag with an environment-variable fallback.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -80,6 +80,66 @@ pub struct Settings {
         default_value_t
     )]
     pub log_format: LogFormat,
+
+    /// SMTP server, e.g. `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://…`
+    /// (TLS) or `smtp://host:25` (plain). Unset: emails are written as `.eml` files.
+    #[arg(long, global = true, env = "USERMGMT_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Folder for `.eml` files when no SMTP URL is set.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_MAIL_DIR",
+        default_value = "./mail"
+    )]
+    pub mail_dir: PathBuf,
+
+    /// Sender of every email.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_MAIL_FROM",
+        default_value = "usermgmt <no-reply@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Base of the accept link; the secret is appended as `?token=`.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_ACCEPT_URL",
+        default_value = "http://localhost:8080/accept-invite"
+    )]
+    pub accept_url: String,
+
+    /// Run the notifier (outbox delivery) in this process.
+    #[arg(long, global = true, env = "USERMGMT_NOTIFIER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub notifier: bool,
+
+    /// How often the notifier looks for emails committed by other replicas.
+    #[arg(long, global = true, env = "USERMGMT_NOTIFIER_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub notifier_poll_interval: Duration,
+
+    /// First retry delay of a failed send; it doubles per attempt (with jitter) up to the cap.
+    #[arg(long, global = true, env = "USERMGMT_NOTIFIER_RETRY_INITIAL", default_value = "2s", value_parser = parse_duration)]
+    pub notifier_retry_initial: Duration,
+
+    /// Longest delay between two attempts of one email.
+    #[arg(long, global = true, env = "USERMGMT_NOTIFIER_RETRY_MAX", default_value = "10m", value_parser = parse_duration)]
+    pub notifier_retry_max: Duration,
+
+    /// Attempts before an email is marked dead (and logged at error level).
+    #[arg(long, global = true, env = "USERMGMT_NOTIFIER_MAX_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notifier_max_attempts: u32,
+
+    /// Pooled SMTP connections, and emails sent at once.
+    #[arg(long, global = true, env = "USERMGMT_SMTP_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub smtp_pool_size: u32,
+
+    /// Connect and command timeout of the SMTP client.
+    #[arg(long, global = true, env = "USERMGMT_SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub smtp_timeout: Duration,
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -108,6 +168,17 @@ impl fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("invitation_ttl", &self.invitation_ttl)
             .field("log_format", &self.log_format)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_dir", &self.mail_dir)
+            .field("mail_from", &self.mail_from)
+            .field("accept_url", &self.accept_url)
+            .field("notifier", &self.notifier)
+            .field("notifier_poll_interval", &self.notifier_poll_interval)
+            .field("notifier_retry_initial", &self.notifier_retry_initial)
+            .field("notifier_retry_max", &self.notifier_retry_max)
+            .field("notifier_max_attempts", &self.notifier_max_attempts)
+            .field("smtp_pool_size", &self.smtp_pool_size)
+            .field("smtp_timeout", &self.smtp_timeout)
             .finish()
     }
 }

@@ -67,6 +67,9 @@ impl MigrationTrait for Migration {
                     .table(Outbox::Table)
                     .col(pk_uuid(Outbox::Id))
                     .col(string_len(Outbox::Kind, 32))
+                    // The invitation the email carries the link of; a resend retires the
+                    // older, unsent emails of the same membership.
+                    .col(uuid_null(Outbox::InvitationId))
                     // What the notifier needs to render and send the email. It holds the
                     // invitation link until the email is sent, then the link is erased.
                     .col(text(Outbox::Payload))
@@ -87,6 +90,15 @@ impl MigrationTrait for Migration {
                     .col(Outbox::SentAt)
                     .col(Outbox::DeadAt)
                     .col(Outbox::NextAttemptAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_outbox_invitation")
+                    .table(Outbox::Table)
+                    .col(Outbox::InvitationId)
                     .to_owned(),
             )
             .await
@@ -123,6 +135,7 @@ enum Outbox {
     Table,
     Id,
     Kind,
+    InvitationId,
     Payload,
     Attempts,
     NextAttemptAt,

@@ -113,6 +113,7 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         language: raw_language,
         role: raw_role,
         cloud_access: raw_cloud_access,
+        request_id,
     } = request;
     let mut v = Violations::default();
     let account_id = v.check("account_id", uuid(&account_id));
@@ -124,8 +125,37 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         None => Some(None),
         Some(access) => cloud_access(&mut v, access).map(Some),
     };
-    let (Some(account_id), Some(name), Some(email), Some(language), Some(role), Some(cloud_access)) =
-        (account_id, name, email, language, role, cloud_access)
+    let request_id = v.check(
+        "request_id",
+        match request_id.map(|id| id.trim().to_string()) {
+            None => Ok(None),
+            Some(id) if id.is_empty() => Err("must not be empty when given".to_string()),
+            Some(id) if id.chars().count() > 128 => {
+                Err("must be at most 128 characters".to_string())
+            }
+            Some(id) if id.chars().any(char::is_control) => {
+                Err("must not contain control characters".to_string())
+            }
+            Some(id) => Ok(Some(id)),
+        },
+    );
+    let (
+        Some(account_id),
+        Some(name),
+        Some(email),
+        Some(language),
+        Some(role),
+        Some(cloud_access),
+        Some(request_id),
+    ) = (
+        account_id,
+        name,
+        email,
+        language,
+        role,
+        cloud_access,
+        request_id,
+    )
     else {
         return Err(v.into_error());
     };
@@ -136,6 +166,7 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         language,
         role,
         cloud_access,
+        request_id,
     })
 }
 
@@ -144,9 +175,32 @@ pub fn get(request: pb::GetUserRequest) -> Result<(Uuid, Uuid), Error> {
         account_id,
         user_id,
     } = request;
+    member_ids(&account_id, &user_id)
+}
+
+pub fn resend(request: pb::ResendInvitationRequest) -> Result<(Uuid, Uuid), Error> {
+    let pb::ResendInvitationRequest {
+        account_id,
+        user_id,
+    } = request;
+    member_ids(&account_id, &user_id)
+}
+
+pub fn accept(request: pb::AcceptInvitationRequest) -> Result<(String, Option<String>), Error> {
+    let pb::AcceptInvitationRequest { token, password } = request;
+    if token.trim().is_empty() {
+        return Err(Error::invalid("token", "is required"));
+    }
+    if token.len() > 256 {
+        return Err(Error::invalid("token", "is not an invitation secret"));
+    }
+    Ok((token, password))
+}
+
+fn member_ids(account_id: &str, user_id: &str) -> Result<(Uuid, Uuid), Error> {
     let mut v = Violations::default();
-    let account_id = v.check("account_id", uuid(&account_id));
-    let user_id = v.check("user_id", uuid(&user_id));
+    let account_id = v.check("account_id", uuid(account_id));
+    let user_id = v.check("user_id", uuid(user_id));
     match (account_id, user_id) {
         (Some(account_id), Some(user_id)) => Ok((account_id, user_id)),
         _ => Err(v.into_error()),
@@ -311,6 +365,7 @@ mod tests {
             language: pb::Language::En as i32,
             role: pb::Role::Engineers as i32,
             cloud_access: None,
+            request_id: None,
         }
     }
 
@@ -330,6 +385,7 @@ mod tests {
             language: 0,
             role: 42,
             cloud_access: Some(pb::CloudAccess { scope: None }),
+            request_id: Some(" ".into()),
         };
         assert_eq!(
             fields(invite(request).unwrap_err()),
@@ -339,7 +395,8 @@ mod tests {
                 "email",
                 "language",
                 "role",
-                "cloud_access"
+                "cloud_access",
+                "request_id"
             ]
         );
     }

@@ -76,6 +76,51 @@ impl From<Error> for Status {
                     ("user_id".into(), user_id.to_string()),
                 ]),
             ),
+            Error::InvitationAccepted {
+                account_id,
+                user_id,
+            } => with_info(
+                Code::FailedPrecondition,
+                message,
+                "INVITATION_ALREADY_ACCEPTED",
+                HashMap::from([
+                    ("account_id".into(), account_id.to_string()),
+                    ("user_id".into(), user_id.to_string()),
+                ]),
+            ),
+            Error::ResendTooSoon {
+                user_id,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.set_error_info(
+                    "RESEND_TOO_SOON",
+                    DOMAIN,
+                    HashMap::from([("user_id".into(), user_id.to_string())]),
+                );
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            Error::InvitationNotFound => with_info(
+                Code::NotFound,
+                message,
+                "INVITATION_NOT_FOUND",
+                HashMap::new(),
+            ),
+            Error::InvitationExpired => with_info(
+                Code::FailedPrecondition,
+                message,
+                "INVITATION_EXPIRED",
+                HashMap::new(),
+            ),
+            Error::Internal(what) => {
+                tracing::error!(error = what, "internal failure");
+                with_info(
+                    Code::Internal,
+                    "Internal error".into(),
+                    "INTERNAL",
+                    HashMap::new(),
+                )
+            }
             Error::Storage(cause) => {
                 // The cause may hold SQL: it goes to the log, never to the client.
                 tracing::error!(error = %cause, "storage failure");

@@ -38,6 +38,31 @@ impl pb::user_management_server::UserManagement for UserApi {
         }))
     }
 
+    async fn resend_invitation(
+        &self,
+        request: Request<pb::ResendInvitationRequest>,
+    ) -> Result<Response<pb::ResendInvitationResponse>, Status> {
+        let caller = caller(&request)?;
+        let (account_id, user_id) = convert::resend(request.into_inner())?;
+        let member = self.users.resend(&caller, account_id, user_id).await?;
+        Ok(Response::new(pb::ResendInvitationResponse {
+            user: Some(convert::user(member)),
+        }))
+    }
+
+    /// Needs no caller: the secret is the credential.
+    async fn accept_invitation(
+        &self,
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        let (token, password) = convert::accept(request.into_inner())?;
+        let (account_id, user_id) = self.users.accept(&token, password).await?;
+        Ok(Response::new(pb::AcceptInvitationResponse {
+            user_id: user_id.to_string(),
+            account_id: account_id.to_string(),
+        }))
+    }
+
     async fn get_user(
         &self,
         request: Request<pb::GetUserRequest>,

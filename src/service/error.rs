@@ -44,6 +44,22 @@ pub enum Error {
     UserNotFound { account_id: Uuid, user_id: Uuid },
     #[error("User {user_id} has already been invited to account {account_id}")]
     AlreadyInvited { account_id: Uuid, user_id: Uuid },
+    #[error("User {user_id} has already accepted the invitation to account {account_id}")]
+    InvitationAccepted { account_id: Uuid, user_id: Uuid },
+    #[error("The invitation of user {user_id} was sent less than a minute ago; try again in {} s", retry_after.as_secs().max(1))]
+    ResendTooSoon {
+        user_id: Uuid,
+        retry_after: std::time::Duration,
+    },
+    #[error(
+        "This invitation link is not valid: it is unknown, was already used, or was replaced by a newer invitation"
+    )]
+    InvitationNotFound,
+    #[error("This invitation has expired. An administrator of the account can resend it.")]
+    InvitationExpired,
+    /// Something failed that the client cannot fix; logged, never detailed to the client.
+    #[error("{0}")]
+    Internal(&'static str),
     /// The database failed; the cause is logged, never sent to the client.
     #[error("storage failure")]
     Storage(#[from] sea_orm::DbErr),

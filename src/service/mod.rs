@@ -1,20 +1,25 @@
 //! Use cases. Each takes validated domain values, checks who may do it, and makes one
 //! storage call; nothing here knows about gRPC.
 
+mod accept;
 mod caller;
 mod error;
 mod invite;
 mod list;
+mod password;
+mod resend;
 
 pub use caller::{Caller, TokenGrant, authenticate};
 pub use error::{Error, FieldViolation, Violations};
 pub use invite::Invite;
 pub use list::{ListPage, ListQuery};
+pub use password::PasswordHasher;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
@@ -27,6 +32,9 @@ pub struct UserService {
     db: DatabaseConnection,
     clock: SharedClock,
     invitation_ttl: TimeDelta,
+    passwords: PasswordHasher,
+    /// Wakes the notifier when an email was committed.
+    outbox_wake: Arc<Notify>,
 }
 
 /// A member as a caller sees them at one moment.
@@ -78,11 +86,19 @@ impl MemberView {
 }
 
 impl UserService {
-    pub fn new(db: DatabaseConnection, clock: SharedClock, invitation_ttl: Duration) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: SharedClock,
+        invitation_ttl: Duration,
+        outbox_wake: Arc<Notify>,
+    ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             db,
             clock,
             invitation_ttl: TimeDelta::from_std(invitation_ttl).unwrap_or(TimeDelta::hours(24)),
+            passwords: PasswordHasher::new(cores),
+            outbox_wake,
         }
     }
 

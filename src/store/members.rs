@@ -8,10 +8,9 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
-use serde_json::json;
 use uuid::Uuid;
 
-use super::entity::{account, invitation, membership, outbox, user};
+use super::entity::{invitation, invite_request, membership, user};
 use crate::domain::{
     CloudAccess, DisplayName, Email, InvitationSecret, Language, MemberStatus, Role,
 };
@@ -77,6 +76,12 @@ impl InvitationKind {
     }
 }
 
+/// The caller's `request_id` of an invitation (AIP-155) and a hash of what it asked.
+pub struct InviteRequestId {
+    pub request_id: String,
+    pub request_hash: String,
+}
+
 pub struct NewInvitation<'a> {
     pub account_id: Uuid,
     pub inviter_id: Uuid,
@@ -88,10 +93,15 @@ pub struct NewInvitation<'a> {
     pub secret: &'a InvitationSecret,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    pub request: Option<InviteRequestId>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum InviteError {
+    #[error("the request was made before")]
+    Repeated { account_id: Uuid, user_id: Uuid },
+    #[error("the request id was used for another request")]
+    RequestIdReused,
     #[error("user {user_id} is already a member")]
     AlreadyMember { user_id: Uuid },
     #[error(transparent)]
@@ -107,6 +117,21 @@ pub async fn invite(
     new: &NewInvitation<'_>,
 ) -> Result<(Member, InvitationKind), InviteError> {
     let tx = db.begin().await?;
+    if let Some(request) = &new.request
+        && let Some(first) =
+            invite_request::Entity::find_by_id((new.inviter_id, request.request_id.clone()))
+                .one(&tx)
+                .await?
+    {
+        return Err(if first.request_hash == request.request_hash {
+            InviteError::Repeated {
+                account_id: first.account_id,
+                user_id: first.user_id,
+            }
+        } else {
+            InviteError::RequestIdReused
+        });
+    }
     let existing = find_user_by_email(&tx, new.email).await?;
     if let Some(user) = &existing
         && find(&tx, new.account_id, user.id).await?.is_some()
@@ -144,7 +169,32 @@ pub async fn invite(
     }
     .insert(&tx)
     .await?;
-    enqueue_invitation_email(&tx, new, &user, invitation.id, kind).await?;
+    super::invitations::enqueue_email(
+        &tx,
+        &super::invitations::EmailFacts {
+            account_id: new.account_id,
+            inviter_id: new.inviter_id,
+            invitee: &user,
+            invitation_id: invitation.id,
+            kind,
+            secret: new.secret,
+            expires_at: new.expires_at,
+            now: new.now,
+        },
+    )
+    .await?;
+    if let Some(request) = &new.request {
+        invite_request::ActiveModel {
+            caller_id: Set(new.inviter_id),
+            request_id: Set(request.request_id.clone()),
+            request_hash: Set(request.request_hash.clone()),
+            account_id: Set(new.account_id),
+            user_id: Set(user.id),
+            created_at: Set(new.now),
+        }
+        .insert(&tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(((membership, user), kind))
 }
@@ -166,53 +216,6 @@ async fn insert_user(
     }
     .insert(db)
     .await
-}
-
-/// The outbox row the notifier delivers. It snapshots what the email says, so the email
-/// reads as it would have at the time of the invitation.
-async fn enqueue_invitation_email(
-    db: &impl ConnectionTrait,
-    new: &NewInvitation<'_>,
-    invitee: &user::Model,
-    invitation_id: Uuid,
-    kind: InvitationKind,
-) -> Result<(), DbErr> {
-    let account_name = account::Entity::find_by_id(new.account_id)
-        .one(db)
-        .await?
-        .map(|account| account.name)
-        .unwrap_or_default();
-    let inviter_name = user::Entity::find_by_id(new.inviter_id)
-        .one(db)
-        .await?
-        .map(|inviter| inviter.name)
-        .unwrap_or_default();
-    let language = Language::from_code(&invitee.language).unwrap_or(new.language);
-    let payload = json!({
-        "invitation_id": invitation_id,
-        "kind": kind.as_str(),
-        "to": invitee.email,
-        "invitee_name": invitee.name,
-        "language": language.code(),
-        "account_name": account_name,
-        "inviter_name": inviter_name,
-        "expires_at": new.expires_at,
-        "secret": new.secret.expose(),
-    });
-    outbox::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        kind: Set("invitation".to_string()),
-        payload: Set(payload.to_string()),
-        attempts: Set(0),
-        next_attempt_at: Set(new.now),
-        last_error: Set(None),
-        created_at: Set(new.now),
-        sent_at: Set(None),
-        dead_at: Set(None),
-    }
-    .insert(db)
-    .await?;
-    Ok(())
 }
 
 fn to_json(access: &CloudAccess) -> Result<String, DbErr> {

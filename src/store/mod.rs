@@ -3,7 +3,9 @@
 
 pub mod accounts;
 pub mod entity;
+pub mod invitations;
 pub mod members;
+pub mod outbox;
 pub mod tokens;
 
 use std::time::Duration;

@@ -8,9 +8,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection, EntityTrait,
 };
-use tokio::sync::oneshot;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify, broadcast, oneshot};
 use tonic::{Code, Request, Status, transport::Channel};
 use uuid::Uuid;
+
+use crate::smtp::MailServer;
 
 use usermgmt::{
     app::Application,
@@ -18,21 +22,26 @@ use usermgmt::{
     config::Settings,
     domain::{ApiTokenSecret, CloudAccess, DisplayName, Email, Language, Role},
     grpc::pb::{self, user_management_client::UserManagementClient},
+    notifier::{Delivery, Outcome},
     store::{self, entity},
 };
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: DatabaseConnection,
+    pub database_url: String,
     pub clock: Arc<ManualClock>,
+    pub mail: MailServer,
     /// The bootstrapped account and its administrator.
     pub account_id: Uuid,
     pub admin_id: Uuid,
     pub admin_token: String,
     pub users: UserManagementClient<Channel>,
+    deliveries: Mutex<broadcast::Receiver<Delivery>>,
+    outbox_wake: Arc<Notify>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// A fresh database URL: SQLite by default, PostgreSQL when asked for.
@@ -59,20 +68,71 @@ async fn fresh_database(dir: &tempfile::TempDir) -> String {
     }
 }
 
+fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
+    let mut settings = Settings::for_database(database_url);
+    settings.smtp_url = Some(mail.url());
+    settings.mail_from = "Acme Cloud <no-reply@usermgmt.test>".into();
+    settings.accept_url = "https://console.example/accept-invite".into();
+    settings.notifier = notifier;
+    // Only a second instance relies on polling; this one wakes on its own commits.
+    settings.notifier_poll_interval = Duration::from_millis(50);
+    settings.notifier_retry_initial = Duration::from_secs(1);
+    settings.notifier_retry_max = Duration::from_secs(60);
+    settings.notifier_max_attempts = 5;
+    settings.smtp_pool_size = 4;
+    settings.smtp_timeout = Duration::from_secs(5);
+    settings
+}
+
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(true).await
+}
+
+/// A fresh app, with or without the notifier, its own mail server and a bootstrapped account.
+pub async fn spawn_app_with(notifier: bool) -> TestApp {
+    // `TEST_LOG=1 cargo test` shows the service's logs.
+    if std::env::var_os("TEST_LOG").is_some() {
+        usermgmt::telemetry::init(usermgmt::config::LogFormat::Text);
+    }
     let dir = tempfile::tempdir().expect("a temporary folder");
     let database_url = fresh_database(&dir).await;
-    let settings = Settings::for_database(database_url);
     let clock = Arc::new(ManualClock::new(
         DateTime::parse_from_rfc3339("2026-11-28T09:00:00Z")
             .expect("a valid start time")
             .with_timezone(&Utc),
     ));
-    let app = Application::build_with_clock(&settings, clock.clone())
-        .await
-        .expect("the application builds");
+    let mail = MailServer::start();
+    let mut app = start(database_url, clock, mail, notifier).await;
+    let created = store::accounts::create_with_admin(
+        &app.db,
+        "Acme",
+        &Email::parse("admin@acme.example").unwrap(),
+        &DisplayName::parse("Alice Admin").unwrap(),
+        app.clock.now(),
+    )
+    .await
+    .expect("bootstrap");
+    app.account_id = created.account_id;
+    app.admin_id = created.user_id;
+    app.admin_token = created.api_token.expose().to_string();
+    app._dir = Some(dir);
+    app
+}
+
+async fn start(
+    database_url: String,
+    clock: Arc<ManualClock>,
+    mail: MailServer,
+    notifier: bool,
+) -> TestApp {
+    let app =
+        Application::build_with_clock(&settings(&database_url, &mail, notifier), clock.clone())
+            .await
+            .expect("the application builds");
     let addr = app.local_addr();
     let db = app.db().clone();
+    let deliveries = Mutex::new(app.deliveries());
+    let outbox_wake = app.outbox_wake();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -81,15 +141,6 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("the server runs");
     });
-    let created = store::accounts::create_with_admin(
-        &db,
-        "Acme",
-        &Email::parse("admin@acme.example").unwrap(),
-        &DisplayName::parse("Alice Admin").unwrap(),
-        clock.now(),
-    )
-    .await
-    .expect("bootstrap");
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -98,14 +149,18 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         addr,
         db,
+        database_url,
         clock,
-        account_id: created.account_id,
-        admin_id: created.user_id,
-        admin_token: created.api_token.expose().to_string(),
+        mail,
+        account_id: Uuid::nil(),
+        admin_id: Uuid::nil(),
+        admin_token: String::new(),
         users: UserManagementClient::new(channel),
+        deliveries,
+        outbox_wake,
         shutdown: Some(shutdown),
         server: Some(server),
-        _dir: dir,
+        _dir: None,
     }
 }
 
@@ -132,6 +187,7 @@ pub fn invite_request(
         language: pb::Language::En as i32,
         role: role as i32,
         cloud_access: None,
+        request_id: None,
     }
 }
 
@@ -281,6 +337,94 @@ impl TestApp {
 
     pub fn advance(&self, by: TimeDelta) {
         self.clock.advance(by);
+    }
+
+    /// Another instance of the service on the same database, clock, mail server and account.
+    pub async fn sibling(&self, notifier: bool) -> TestApp {
+        let mut other = start(
+            self.database_url.clone(),
+            self.clock.clone(),
+            self.mail.clone(),
+            notifier,
+        )
+        .await;
+        other.account_id = self.account_id;
+        other.admin_id = self.admin_id;
+        other.admin_token = self.admin_token.clone();
+        other
+    }
+
+    /// Stops this instance, then starts another on the same database, clock and mail server.
+    pub async fn restart(mut self, notifier: bool) -> TestApp {
+        let dir = self._dir.take();
+        let (account_id, admin_id, admin_token) =
+            (self.account_id, self.admin_id, self.admin_token.clone());
+        let (database_url, clock, mail) = (
+            self.database_url.clone(),
+            self.clock.clone(),
+            self.mail.clone(),
+        );
+        self.stop().await;
+        let mut app = start(database_url, clock, mail, notifier).await;
+        app.account_id = account_id;
+        app.admin_id = admin_id;
+        app.admin_token = admin_token;
+        app._dir = dir;
+        app
+    }
+
+    pub fn wake_notifier(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// The next recorded outcome of this instance's notifier; fails the test after 20 s.
+    pub async fn next_delivery(&self) -> Delivery {
+        let mut deliveries = self.deliveries.lock().await;
+        tokio::time::timeout(Duration::from_secs(20), deliveries.recv())
+            .await
+            .expect("the notifier recorded an outcome in time")
+            .expect("the notifier runs")
+    }
+
+    /// Waits for `n` outcomes equal to `outcome`, ignoring others.
+    pub async fn wait_deliveries(&self, n: usize, outcome: Outcome) -> Vec<Delivery> {
+        let mut seen = Vec::new();
+        while seen.len() < n {
+            let delivery = self.next_delivery().await;
+            if delivery.outcome == outcome {
+                seen.push(delivery);
+            }
+        }
+        seen
+    }
+
+    pub async fn resend(&self, user_id: &str) -> Result<pb::User, Status> {
+        self.users
+            .clone()
+            .resend_invitation(with_token(
+                &self.admin_token,
+                pb::ResendInvitationRequest {
+                    account_id: self.account_id.to_string(),
+                    user_id: user_id.into(),
+                },
+            ))
+            .await
+            .map(|response| response.into_inner().user.expect("a user"))
+    }
+
+    pub async fn accept(
+        &self,
+        token: &str,
+        password: Option<&str>,
+    ) -> Result<pb::AcceptInvitationResponse, Status> {
+        self.users
+            .clone()
+            .accept_invitation(Request::new(pb::AcceptInvitationRequest {
+                token: token.into(),
+                password: password.map(Into::into),
+            }))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Stops the server and waits until it has finished.

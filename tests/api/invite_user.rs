@@ -3,11 +3,12 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Code;
 use usermgmt::{domain::Role, grpc::pb, store::entity};
 
-use crate::helpers::{bad_fields, invite_request, reason, spawn_app, with_token};
+use crate::helpers::{bad_fields, invite_request, reason, spawn_app, spawn_app_with, with_token};
 
 #[tokio::test]
 async fn inviting_a_new_email_creates_an_invited_user_listed_at_once() {
-    let app = spawn_app().await;
+    // Without the notifier, the email waits in the outbox as committed.
+    let app = spawn_app_with(false).await;
     let invited_at = app.clock_now();
 
     let user = app
@@ -253,6 +254,7 @@ async fn each_bad_input_is_refused_naming_its_field_and_nothing_is_stored() {
                 language: -1,
                 role: 0,
                 cloud_access: None,
+                request_id: None,
             },
             vec!["account_id", "name", "email", "language", "role"],
         ),

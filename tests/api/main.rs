@@ -4,5 +4,8 @@ mod auth;
 mod get_user;
 mod health;
 mod helpers;
+mod invitations;
 mod invite_user;
 mod list_users;
+mod notifier_faults;
+mod smtp;

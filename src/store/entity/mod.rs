@@ -3,6 +3,7 @@
 pub mod account;
 pub mod api_token;
 pub mod invitation;
+pub mod invite_request;
 pub mod membership;
 pub mod outbox;
 pub mod user;

@@ -6,6 +6,7 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub kind: String,
+    pub invitation_id: Option<Uuid>,
     /// JSON; holds the invitation link's secret until the email is sent.
     pub payload: String,
     pub attempts: i32,
