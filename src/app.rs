@@ -14,9 +14,9 @@ use tonic::transport::Server;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
-use crate::grpc::{AccessLogLayer, AuthLayer, UserApi, pb};
+use crate::grpc::{AccessLogLayer, AuthLayer, TokenApi, UserApi, pb};
 use crate::notifier::{Delivery, Notifier};
-use crate::service::UserService;
+use crate::service::{JwtVerifier, UserService};
 use crate::store;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,8 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("notifier: {0}")]
     Notifier(String),
+    #[error("JWT settings: {0}")]
+    Jwt(String),
 }
 
 /// Server reflection advertising every service served, both reflection versions included,
@@ -94,11 +96,17 @@ impl Application {
         } else {
             None
         };
+        let jwt = JwtVerifier::from_settings(
+            settings.jwt_secret.as_deref(),
+            settings.jwt_public_key_file.as_deref(),
+        )
+        .map_err(AppError::Jwt)?;
         let users = UserService::new(
             db.clone(),
             clock,
             settings.invitation_ttl,
             outbox_wake.clone(),
+            jwt,
         );
         Ok(Self {
             listener,
@@ -142,6 +150,9 @@ impl Application {
         health
             .set_serving::<pb::user_management_server::UserManagementServer<UserApi>>()
             .await;
+        health
+            .set_serving::<pb::api_tokens_server::ApiTokensServer<TokenApi>>()
+            .await;
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
@@ -158,8 +169,11 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(pb::user_management_server::UserManagementServer::new(
-                UserApi::new(self.users),
+                UserApi::new(self.users.clone()),
             ))
+            .add_service(pb::api_tokens_server::ApiTokensServer::new(TokenApi::new(
+                self.users,
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

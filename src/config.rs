@@ -137,6 +137,19 @@ pub struct Settings {
     #[arg(long, global = true, env = "USERMGMT_SMTP_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub smtp_pool_size: u32,
 
+    /// Verifies `Bearer` JWTs signed with HS256 and this shared secret (at least 32 bytes).
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Verifies `Bearer` JWTs signed with RS256 or EdDSA: the PEM public key's file.
+    #[arg(long, global = true, env = "USERMGMT_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
     /// Connect and command timeout of the SMTP client.
     #[arg(long, global = true, env = "USERMGMT_SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub smtp_timeout: Duration,
@@ -179,6 +192,8 @@ impl fmt::Debug for Settings {
             .field("notifier_max_attempts", &self.notifier_max_attempts)
             .field("smtp_pool_size", &self.smtp_pool_size)
             .field("smtp_timeout", &self.smtp_timeout)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
             .finish()
     }
 }

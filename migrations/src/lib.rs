@@ -8,6 +8,7 @@ mod m20261128_000001_create_accounts_and_users;
 mod m20261128_000002_create_memberships_and_invitations;
 mod m20261128_000003_create_api_tokens_and_outbox;
 mod m20261128_000004_create_invite_requests;
+mod m20261128_000005_create_audit_events;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_create_memberships_and_invitations::Migration),
             Box::new(m20261128_000003_create_api_tokens_and_outbox::Migration),
             Box::new(m20261128_000004_create_invite_requests::Migration),
+            Box::new(m20261128_000005_create_audit_events::Migration),
         ]
     }
 }

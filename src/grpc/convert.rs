@@ -8,7 +8,11 @@ use super::pb;
 use crate::domain::{
     CloudAccess, DisplayName, Email, Language, MemberStatus, ProjectCloudRole, ProjectRole, Role,
 };
-use crate::service::{Error, Invite, ListQuery, MemberView, Violations};
+use crate::service::{
+    AuditQuery, Error, Invite, ListQuery, MemberView, NewApiToken, TokenQuery, TokenView,
+    UserUpdate, Violations,
+};
+use crate::store::audit::{Action, Change};
 
 pub fn uuid(raw: &str) -> Result<Uuid, String> {
     if raw.trim().is_empty() {
@@ -178,6 +182,288 @@ pub fn get(request: pb::GetUserRequest) -> Result<(Uuid, Uuid), Error> {
     member_ids(&account_id, &user_id)
 }
 
+pub fn delete(request: pb::DeleteUserRequest) -> Result<(Uuid, Uuid), Error> {
+    let pb::DeleteUserRequest {
+        account_id,
+        user_id,
+    } = request;
+    member_ids(&account_id, &user_id)
+}
+
+pub fn update(request: pb::UpdateUserRequest) -> Result<UserUpdate, Error> {
+    let pb::UpdateUserRequest {
+        account_id,
+        user_id,
+        name,
+        language: raw_language,
+        role: raw_role,
+        cloud_access: raw_cloud_access,
+        two_factor_enabled,
+    } = request;
+    let mut v = Violations::default();
+    let ids = member_ids(&account_id, &user_id).map_err(|error| match error {
+        Error::InvalidArgument(violations) => violations,
+        _ => Vec::new(),
+    });
+    let ids = match ids {
+        Ok(ids) => Some(ids),
+        Err(violations) => {
+            for violation in violations {
+                v.add(&violation.field, violation.description);
+            }
+            None
+        }
+    };
+    let name = match name {
+        None => Some(None),
+        Some(name) => v.check("name", DisplayName::parse(&name)).map(Some),
+    };
+    let language = match raw_language {
+        None => Some(None),
+        Some(raw) => v.check("language", language(raw)).map(Some),
+    };
+    let role = match raw_role {
+        None => Some(None),
+        Some(raw) => v.check("role", role(raw)).map(Some),
+    };
+    let cloud_access = match raw_cloud_access {
+        None => Some(None),
+        Some(access) => cloud_access(&mut v, access).map(Some),
+    };
+    let (Some((account_id, user_id)), Some(name), Some(language), Some(role), Some(cloud_access)) =
+        (ids, name, language, role, cloud_access)
+    else {
+        return Err(v.into_error());
+    };
+    Ok(UserUpdate {
+        account_id,
+        user_id,
+        name,
+        language,
+        role,
+        cloud_access,
+        two_factor_enabled,
+    })
+}
+
+fn page_size(raw: i32) -> Result<u64, String> {
+    match raw {
+        ..0 => Err("must not be negative".to_string()),
+        0 => Ok(ListQuery::DEFAULT_PAGE_SIZE),
+        size => Ok((size as u64).min(ListQuery::MAX_PAGE_SIZE)),
+    }
+}
+
+pub fn create_token(request: pb::CreateApiTokenRequest) -> Result<NewApiToken, Error> {
+    let pb::CreateApiTokenRequest {
+        account_id,
+        name,
+        description,
+        role: raw_role,
+        expires_at,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let name = v.check("name", DisplayName::parse(&name));
+    let description = v.check(
+        "description",
+        if description.trim().chars().count() > 1000 {
+            Err("must be at most 1000 characters".to_string())
+        } else {
+            Ok(description.trim().to_string())
+        },
+    );
+    let role = v.check("role", role(raw_role));
+    let expires_at = match expires_at {
+        None => Some(None),
+        Some(time) => v
+            .check(
+                "expires_at",
+                DateTime::from_timestamp(time.seconds, time.nanos.max(0) as u32)
+                    .filter(|_| (0..1_000_000_000).contains(&time.nanos))
+                    .ok_or_else(|| "is not a valid time".to_string()),
+            )
+            .map(Some),
+    };
+    let (Some(account_id), Some(name), Some(description), Some(role), Some(expires_at)) =
+        (account_id, name, description, role, expires_at)
+    else {
+        return Err(v.into_error());
+    };
+    Ok(NewApiToken {
+        account_id,
+        name,
+        description,
+        role,
+        expires_at,
+    })
+}
+
+pub fn list_tokens(request: pb::ListApiTokensRequest) -> Result<TokenQuery, Error> {
+    let pb::ListApiTokensRequest {
+        account_id,
+        page_size: raw_page_size,
+        page_token,
+        issued_by,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let page_size = v.check("page_size", page_size(raw_page_size));
+    let issued_by = match issued_by {
+        None => Some(None),
+        Some(raw) => v.check("issued_by", uuid(&raw)).map(Some),
+    };
+    let (Some(account_id), Some(page_size), Some(issued_by)) = (account_id, page_size, issued_by)
+    else {
+        return Err(v.into_error());
+    };
+    Ok(TokenQuery {
+        account_id,
+        page_size,
+        page_token,
+        issued_by,
+    })
+}
+
+pub fn delete_token(request: pb::DeleteApiTokenRequest) -> Result<(Uuid, Uuid), Error> {
+    let pb::DeleteApiTokenRequest {
+        account_id,
+        token_id,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let token_id = v.check("token_id", uuid(&token_id));
+    match (account_id, token_id) {
+        (Some(account_id), Some(token_id)) => Ok((account_id, token_id)),
+        _ => Err(v.into_error()),
+    }
+}
+
+fn action_to_proto(action: Action) -> pb::AuditAction {
+    match action {
+        Action::UserInvited => pb::AuditAction::UserInvited,
+        Action::InvitationResent => pb::AuditAction::InvitationResent,
+        Action::InvitationAccepted => pb::AuditAction::InvitationAccepted,
+        Action::UserUpdated => pb::AuditAction::UserUpdated,
+        Action::UserDeleted => pb::AuditAction::UserDeleted,
+        Action::ApiTokenCreated => pb::AuditAction::ApiTokenCreated,
+        Action::ApiTokenDeleted => pb::AuditAction::ApiTokenDeleted,
+    }
+}
+
+pub fn list_audit(request: pb::ListAuditEventsRequest) -> Result<AuditQuery, Error> {
+    let pb::ListAuditEventsRequest {
+        account_id,
+        page_size: raw_page_size,
+        page_token,
+        target_user_id,
+        action: raw_action,
+    } = request;
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let page_size = v.check("page_size", page_size(raw_page_size));
+    let target_user_id = match target_user_id {
+        None => Some(None),
+        Some(raw) => v.check("target_user_id", uuid(&raw)).map(Some),
+    };
+    let action = match raw_action.map(pb::AuditAction::try_from) {
+        None | Some(Ok(pb::AuditAction::Unspecified)) => Some(None),
+        Some(Ok(wanted)) => Some(
+            Action::ALL
+                .into_iter()
+                .find(|action| action_to_proto(*action) == wanted),
+        ),
+        Some(Err(_)) => {
+            v.add("action", "has an unknown value");
+            None
+        }
+    };
+    let (Some(account_id), Some(page_size), Some(target_user_id), Some(action)) =
+        (account_id, page_size, target_user_id, action)
+    else {
+        return Err(v.into_error());
+    };
+    Ok(AuditQuery {
+        account_id,
+        page_size,
+        page_token,
+        target_user_id,
+        action,
+    })
+}
+
+fn optional_id(id: Option<Uuid>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+pub fn audit_event(
+    (event, action, changes): (
+        crate::store::entity::audit_event::Model,
+        Action,
+        Vec<Change>,
+    ),
+) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: event.id.to_string(),
+        account_id: event.account_id.to_string(),
+        actor_user_id: optional_id(event.actor_id),
+        action: action_to_proto(action) as i32,
+        target_user_id: optional_id(event.target_user_id),
+        target_token_id: optional_id(event.target_token_id),
+        request_id: event.request_id,
+        changes: changes
+            .into_iter()
+            .map(
+                |Change {
+                     field,
+                     before,
+                     after,
+                 }| pb::FieldChange {
+                    field,
+                    before,
+                    after,
+                },
+            )
+            .collect(),
+        create_time: Some(timestamp(event.created_at)),
+    }
+}
+
+pub fn token(view: TokenView) -> pb::ApiToken {
+    let TokenView {
+        id,
+        account_id,
+        name,
+        description,
+        role,
+        expires_at,
+        created_at,
+        last_used_at,
+        expired,
+        issuer_id,
+        issuer_name,
+        issuer_email,
+        issuer_deleted,
+    } = view;
+    pb::ApiToken {
+        id: id.to_string(),
+        account_id: account_id.to_string(),
+        name,
+        description,
+        role: role.id(),
+        expires_at: expires_at.map(timestamp),
+        created_at: Some(timestamp(created_at)),
+        last_used_at: last_used_at.map(timestamp),
+        expired,
+        issuer: Some(pb::TokenIssuer {
+            user_id: issuer_id.to_string(),
+            name: issuer_name,
+            email: issuer_email,
+            deleted: issuer_deleted,
+        }),
+    }
+}
+
 pub fn resend(request: pb::ResendInvitationRequest) -> Result<(Uuid, Uuid), Error> {
     let pb::ResendInvitationRequest {
         account_id,
@@ -219,14 +505,7 @@ pub fn list(request: pb::ListUsersRequest) -> Result<ListQuery, Error> {
     } = request;
     let mut v = Violations::default();
     let account_id = v.check("account_id", uuid(&account_id));
-    let page_size = v.check(
-        "page_size",
-        match page_size {
-            ..0 => Err("must not be negative".to_string()),
-            0 => Ok(ListQuery::DEFAULT_PAGE_SIZE),
-            size => Ok((size as u64).min(ListQuery::MAX_PAGE_SIZE)),
-        },
-    );
+    let page_size = v.check("page_size", self::page_size(page_size));
     if search.chars().count() > 254 {
         v.add("search", "must be at most 254 characters");
     }

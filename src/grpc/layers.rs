@@ -12,6 +12,24 @@ use tower::{Layer, Service};
 
 use crate::service::UserService;
 
+/// The call's id: its `x-request-id` metadata when it is a sensible one, else a new UUID.
+/// It is logged with the call and recorded in the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn of(headers: &http::HeaderMap) -> Self {
+        let given = headers
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
+            });
+        Self(given.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string))
+    }
+}
+
 /// Whether a call must carry a credential: every call of ours but accepting an invitation;
 /// health checks and reflection are open.
 fn requires_credential(path: &str) -> bool {
@@ -75,7 +93,10 @@ where
                 .get(http::header::AUTHORIZATION)
                 .map(|value| value.to_str().unwrap_or_default());
             match users.authenticate(authorization).await {
-                Ok(caller) => {
+                Ok(mut caller) => {
+                    if let Some(RequestId(id)) = request.extensions().get::<RequestId>() {
+                        caller.request_id = id.clone();
+                    }
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }
@@ -116,8 +137,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let method = request.uri().path().to_string();
+        let request_id = RequestId::of(request.headers());
+        request.extensions_mut().insert(request_id.clone());
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -131,6 +154,7 @@ where
             };
             tracing::info!(
                 %method,
+                request_id = %request_id.0,
                 code = ?code,
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "grpc call"
@@ -143,6 +167,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sensible_request_id_is_kept_and_others_replaced() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-request-id", "trace-42".parse().unwrap());
+        assert_eq!(RequestId::of(&headers).0, "trace-42");
+        headers.insert("x-request-id", "x".repeat(200).parse().unwrap());
+        assert_eq!(RequestId::of(&headers).0.len(), 36);
+        assert_eq!(RequestId::of(&http::HeaderMap::new()).0.len(), 36);
+    }
 
     #[test]
     fn only_our_calls_but_accepting_need_a_credential() {

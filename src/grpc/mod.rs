@@ -4,9 +4,11 @@
 mod convert;
 mod layers;
 mod status;
+mod tokens;
 mod users;
 
-pub use layers::{AccessLogLayer, AuthLayer};
+pub use layers::{AccessLogLayer, AuthLayer, RequestId};
+pub use tokens::TokenApi;
 pub use users::UserApi;
 
 /// Code generated from `proto/usermgmt/v1/`.

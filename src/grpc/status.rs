@@ -112,6 +112,42 @@ impl From<Error> for Status {
                 "INVITATION_EXPIRED",
                 HashMap::new(),
             ),
+            Error::UserHasActiveTokens => with_info(
+                Code::FailedPrecondition,
+                message,
+                "USER_HAS_ACTIVE_TOKENS",
+                HashMap::new(),
+            ),
+            Error::LastAdministrator => with_info(
+                Code::FailedPrecondition,
+                message,
+                "LAST_ADMINISTRATOR",
+                HashMap::new(),
+            ),
+            Error::TokenRoleAboveUserRole => with_info(
+                Code::FailedPrecondition,
+                message,
+                "USER_HAS_HIGHER_ROLE_TOKEN",
+                HashMap::new(),
+            ),
+            Error::TooManyTokens => with_info(
+                Code::ResourceExhausted,
+                message,
+                "API_TOKEN_LIMIT_REACHED",
+                HashMap::new(),
+            ),
+            Error::TokenNotFound {
+                account_id,
+                token_id,
+            } => with_info(
+                Code::NotFound,
+                message,
+                "API_TOKEN_NOT_FOUND",
+                HashMap::from([
+                    ("account_id".into(), account_id.to_string()),
+                    ("token_id".into(), token_id.to_string()),
+                ]),
+            ),
             Error::Internal(what) => {
                 tracing::error!(error = what, "internal failure");
                 with_info(

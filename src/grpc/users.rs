@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb};
+use super::{RequestId, convert, pb};
 use crate::service::{Caller, Error, UserService};
 
 pub struct UserApi {
@@ -16,7 +16,7 @@ impl UserApi {
 }
 
 /// The caller the auth layer put in the request.
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+pub(super) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request
         .extensions()
         .get::<Caller>()
@@ -55,8 +55,13 @@ impl pb::user_management_server::UserManagement for UserApi {
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default();
         let (token, password) = convert::accept(request.into_inner())?;
-        let (account_id, user_id) = self.users.accept(&token, password).await?;
+        let (account_id, user_id) = self.users.accept(&token, password, &request_id).await?;
         Ok(Response::new(pb::AcceptInvitationResponse {
             user_id: user_id.to_string(),
             account_id: account_id.to_string(),
@@ -72,6 +77,41 @@ impl pb::user_management_server::UserManagement for UserApi {
         let member = self.users.get(&caller, account_id, user_id).await?;
         Ok(Response::new(pb::GetUserResponse {
             user: Some(convert::user(member)),
+        }))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
+        let caller = caller(&request)?;
+        let update = convert::update(request.into_inner())?;
+        let member = self.users.update(&caller, update).await?;
+        Ok(Response::new(pb::UpdateUserResponse {
+            user: Some(convert::user(member)),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller = caller(&request)?;
+        let (account_id, user_id) = convert::delete(request.into_inner())?;
+        self.users.delete(&caller, account_id, user_id).await?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = caller(&request)?;
+        let query = convert::list_audit(request.into_inner())?;
+        let page = self.users.list_audit(&caller, query).await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.events.into_iter().map(convert::audit_event).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 

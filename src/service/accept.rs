@@ -14,6 +14,7 @@ impl UserService {
         &self,
         token: &str,
         password: Option<String>,
+        request_id: &str,
     ) -> Result<(Uuid, Uuid), Error> {
         let hash = SecretHash::of(token.trim());
         let needs_password = match pending(&self.db, &hash, self.clock.now()).await? {
@@ -40,16 +41,17 @@ impl UserService {
                 ));
             }
         };
-        let (account_id, user_id) = accept(&self.db, &hash, password_hash, self.clock.now())
-            .await
-            .map_err(|error| match error {
-                AcceptError::Unknown => Error::InvitationNotFound,
-                AcceptError::Expired => Error::InvitationExpired,
-                AcceptError::PasswordRequired => {
-                    Error::invalid("password", "is required to create the new user's password")
-                }
-                AcceptError::Db(err) => Error::Storage(err),
-            })?;
+        let (account_id, user_id) =
+            accept(&self.db, &hash, password_hash, request_id, self.clock.now())
+                .await
+                .map_err(|error| match error {
+                    AcceptError::Unknown => Error::InvitationNotFound,
+                    AcceptError::Expired => Error::InvitationExpired,
+                    AcceptError::PasswordRequired => {
+                        Error::invalid("password", "is required to create the new user's password")
+                    }
+                    AcceptError::Db(err) => Error::Storage(err),
+                })?;
         tracing::info!(%account_id, %user_id, "invitation accepted");
         Ok((account_id, user_id))
     }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::Error;
+use super::{Error, JwtVerifier};
 use crate::domain::{Role, SecretHash};
 use crate::store;
 
@@ -12,6 +12,8 @@ use crate::store;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: Uuid,
+    /// The call's `x-request-id` (or one assigned), recorded in the audit trail.
+    pub request_id: String,
     /// Set when the caller presented an API token: it works only in its account, with its
     /// role as a ceiling.
     pub token: Option<TokenGrant>,
@@ -29,6 +31,7 @@ const MALFORMED: &str = "The authorization metadata must be `APIKey <token>` or 
 /// Resolves the `authorization` metadata to a caller.
 pub async fn authenticate(
     db: &DatabaseConnection,
+    jwt: Option<&JwtVerifier>,
     authorization: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Caller, Error> {
@@ -51,20 +54,48 @@ pub async fn authenticate(
         let role = Role::from_id(token.role).ok_or(Error::Unauthenticated(
             "The API token is unknown, expired or deleted",
         ))?;
+        if let Err(error) = store::tokens::touch(db, &token, now).await {
+            // Only bookkeeping: the call goes on.
+            tracing::warn!(%error, "cannot record the token's last use");
+        }
         Ok(Caller {
             user_id: token.issuer_id,
+            request_id: String::new(),
             token: Some(TokenGrant {
                 token_id: token.id,
                 account_id: token.account_id,
                 role,
             }),
         })
-    } else if scheme.eq_ignore_ascii_case("bearer") {
-        Err(Error::Unauthenticated(
-            "Bearer credentials are not accepted by this server",
-        ))
+    } else if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
+        let verifier = jwt.ok_or(Error::Unauthenticated(
+            "Bearer credentials are not accepted: no JWT key is configured",
+        ))?;
+        let user_id = verifier.verify(credential, now)?;
+        Ok(Caller {
+            user_id,
+            request_id: String::new(),
+            token: None,
+        })
     } else {
         Err(Error::Unauthenticated(MALFORMED))
+    }
+}
+
+/// Requires the ADMINISTRATORS role in the account.
+pub async fn administrator_of(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    account_id: Uuid,
+    what: &str,
+) -> Result<(), Error> {
+    if role_in(db, caller, account_id).await?.is_administrator() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied {
+            reason: "ADMINISTRATOR_REQUIRED",
+            message: format!("Only administrators of the account may {what}"),
+        })
     }
 }
 

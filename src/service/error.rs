@@ -57,6 +57,16 @@ pub enum Error {
     InvitationNotFound,
     #[error("This invitation has expired. An administrator of the account can resend it.")]
     InvitationExpired,
+    #[error("You can't remove the user as they have active tokens.")]
+    UserHasActiveTokens,
+    #[error("An account must keep at least one administrator.")]
+    LastAdministrator,
+    #[error("The specified user has issued a token with a higher role.")]
+    TokenRoleAboveUserRole,
+    #[error("The account holds 100 live API tokens, the most it may; delete one first.")]
+    TooManyTokens,
+    #[error("API token {token_id} not found in account {account_id}")]
+    TokenNotFound { account_id: Uuid, token_id: Uuid },
     /// Something failed that the client cannot fix; logged, never detailed to the client.
     #[error("{0}")]
     Internal(&'static str),

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::{Caller, Error, MemberView, UserService, caller};
 use crate::domain::{CloudAccess, DisplayName, Email, InvitationSecret, Language, Role};
-use crate::store::members::{InviteError, InviteRequestId, NewInvitation, invite};
+use crate::store::members::{Actor, InviteError, InviteRequestId, NewInvitation, invite};
 
 /// A validated invitation request.
 #[derive(Debug)]
@@ -42,13 +42,7 @@ const ATTEMPTS: usize = 3;
 impl UserService {
     #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
     pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<MemberView, Error> {
-        let role = caller::role_in(&self.db, caller, request.account_id).await?;
-        if !role.is_administrator() {
-            return Err(Error::PermissionDenied {
-                reason: "ADMINISTRATOR_REQUIRED",
-                message: "Only administrators of the account may invite users".into(),
-            });
-        }
+        caller::administrator_of(&self.db, caller, request.account_id, "invite users").await?;
         let cloud_access = request
             .cloud_access
             .clone()
@@ -58,16 +52,20 @@ impl UserService {
             attempt += 1;
             let now = self.clock.now();
             let secret = InvitationSecret::generate();
+            let actor = Actor {
+                user_id: caller.user_id,
+                request_id: &caller.request_id,
+                now,
+            };
             let new = NewInvitation {
                 account_id: request.account_id,
-                inviter_id: caller.user_id,
+                actor: &actor,
                 email: &request.email,
                 name: &request.name,
                 language: request.language,
                 role: request.role,
                 cloud_access: &cloud_access,
                 secret: &secret,
-                now,
                 expires_at: now + self.invitation_ttl,
                 request: request
                     .request_id

@@ -1,10 +1,8 @@
 //! ListUsers (R10): filters, search and keyset paging with an opaque token.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Caller, Error, MemberView, UserService, caller};
+use super::{Caller, Error, MemberView, UserService, caller, page_token};
 use crate::domain::{MemberStatus, Role};
 use crate::store::{self, members::MemberFilter};
 
@@ -42,38 +40,24 @@ impl ListQuery {
         }
     }
 
-    /// Ties a page token to the query it came from, so it cannot be replayed on another.
-    fn fingerprint(&self) -> String {
-        let canonical = format!(
-            "{}|{}|{:?}|{:?}|{:?}",
+    /// The query's filters, which its page tokens are tied to.
+    fn canonical(&self) -> String {
+        format!(
+            "users|{}|{}|{:?}|{:?}|{:?}",
             self.account_id,
             self.search.trim(),
             self.status,
             self.two_factor_enabled,
             self.role.map(Role::id)
-        );
-        hex::encode(&Sha256::digest(canonical.as_bytes())[..8])
+        )
     }
 
     fn encode_token(&self, last: Uuid) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{last}.{}", self.fingerprint()))
+        page_token::encode(last, &self.canonical())
     }
 
-    /// The membership id the page starts after; `None` for the first page.
     fn decode_token(&self) -> Result<Option<Uuid>, Error> {
-        if self.page_token.is_empty() {
-            return Ok(None);
-        }
-        let invalid = || Error::invalid("page_token", "is not a page token of this query");
-        let raw = URL_SAFE_NO_PAD
-            .decode(&self.page_token)
-            .map_err(|_| invalid())?;
-        let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-        let (last, fingerprint) = raw.split_once('.').ok_or_else(invalid)?;
-        if fingerprint != self.fingerprint() {
-            return Err(invalid());
-        }
-        Uuid::try_parse(last).map(Some).map_err(|_| invalid())
+        page_token::decode(&self.page_token, &self.canonical())
     }
 }
 

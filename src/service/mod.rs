@@ -2,18 +2,27 @@
 //! storage call; nothing here knows about gRPC.
 
 mod accept;
+mod audit;
 mod caller;
+mod delete;
 mod error;
 mod invite;
+mod jwt;
 mod list;
 mod password;
 mod resend;
+mod tokens;
+mod update;
 
+pub use audit::{AuditPage, AuditQuery};
 pub use caller::{Caller, TokenGrant, authenticate};
 pub use error::{Error, FieldViolation, Violations};
 pub use invite::Invite;
+pub use jwt::JwtVerifier;
 pub use list::{ListPage, ListQuery};
 pub use password::PasswordHasher;
+pub use tokens::{NewApiToken, TokenPage, TokenQuery, TokenView};
+pub use update::UserUpdate;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,6 +44,7 @@ pub struct UserService {
     passwords: PasswordHasher,
     /// Wakes the notifier when an email was committed.
     outbox_wake: Arc<Notify>,
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// A member as a caller sees them at one moment.
@@ -85,12 +95,46 @@ impl MemberView {
     }
 }
 
+/// A page token tied to the query it came from (a fingerprint of its filters), so it
+/// cannot be replayed on another.
+pub(crate) mod page_token {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use sha2::{Digest, Sha256};
+    use uuid::Uuid;
+
+    use super::Error;
+
+    fn fingerprint(query: &str) -> String {
+        hex::encode(&Sha256::digest(query.as_bytes())[..8])
+    }
+
+    pub fn encode(last: Uuid, query: &str) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{last}.{}", fingerprint(query)))
+    }
+
+    /// The id the page starts after; `None` for the first page.
+    pub fn decode(token: &str, query: &str) -> Result<Option<Uuid>, Error> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || Error::invalid("page_token", "is not a page token of this query");
+        let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+        let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+        let (last, seen) = raw.split_once('.').ok_or_else(invalid)?;
+        if seen != fingerprint(query) {
+            return Err(invalid());
+        }
+        Uuid::try_parse(last).map(Some).map_err(|_| invalid())
+    }
+}
+
 impl UserService {
     pub fn new(
         db: DatabaseConnection,
         clock: SharedClock,
         invitation_ttl: Duration,
         outbox_wake: Arc<Notify>,
+        jwt: Option<JwtVerifier>,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
@@ -99,12 +143,19 @@ impl UserService {
             invitation_ttl: TimeDelta::from_std(invitation_ttl).unwrap_or(TimeDelta::hours(24)),
             passwords: PasswordHasher::new(cores),
             outbox_wake,
+            jwt: jwt.map(Arc::new),
         }
     }
 
     /// Resolves a credential to a caller.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
-        caller::authenticate(&self.db, authorization, self.clock.now()).await
+        caller::authenticate(
+            &self.db,
+            self.jwt.as_deref(),
+            authorization,
+            self.clock.now(),
+        )
+        .await
     }
 
     /// One member of the account; every member of the account may look.

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::{Caller, Error, MemberView, UserService, caller};
 use crate::domain::InvitationSecret;
-use crate::store::invitations::{ResendError, resend};
+use crate::store::invitations::{Resend, ResendError, resend};
+use crate::store::members::Actor;
 
 /// A member's invitation is resent at most once a minute.
 const MIN_INTERVAL: TimeDelta = TimeDelta::minutes(1);
@@ -18,42 +19,38 @@ impl UserService {
         account_id: Uuid,
         user_id: Uuid,
     ) -> Result<MemberView, Error> {
-        let role = caller::role_in(&self.db, caller, account_id).await?;
-        if !role.is_administrator() {
-            return Err(Error::PermissionDenied {
-                reason: "ADMINISTRATOR_REQUIRED",
-                message: "Only administrators of the account may resend invitations".into(),
-            });
-        }
+        caller::administrator_of(&self.db, caller, account_id, "resend invitations").await?;
         let now = self.clock.now();
         let secret = InvitationSecret::generate();
-        let expires_at = now + self.invitation_ttl;
-        let member = resend(
-            &self.db,
+        let actor = Actor {
+            user_id: caller.user_id,
+            request_id: &caller.request_id,
+            now,
+        };
+        let request = Resend {
             account_id,
             user_id,
-            caller.user_id,
-            &secret,
-            now,
-            expires_at,
-            MIN_INTERVAL,
-        )
-        .await
-        .map_err(|error| match error {
-            ResendError::NotFound => Error::UserNotFound {
-                account_id,
-                user_id,
-            },
-            ResendError::Accepted => Error::InvitationAccepted {
-                account_id,
-                user_id,
-            },
-            ResendError::TooSoon { retry_after } => Error::ResendTooSoon {
-                user_id,
-                retry_after: retry_after.to_std().unwrap_or_default(),
-            },
-            ResendError::Db(err) => Error::Storage(err),
-        })?;
+            secret: &secret,
+            expires_at: now + self.invitation_ttl,
+            min_interval: MIN_INTERVAL,
+        };
+        let member = resend(&self.db, &request, &actor)
+            .await
+            .map_err(|error| match error {
+                ResendError::NotFound => Error::UserNotFound {
+                    account_id,
+                    user_id,
+                },
+                ResendError::Accepted => Error::InvitationAccepted {
+                    account_id,
+                    user_id,
+                },
+                ResendError::TooSoon { retry_after } => Error::ResendTooSoon {
+                    user_id,
+                    retry_after: retry_after.to_std().unwrap_or_default(),
+                },
+                ResendError::Db(err) => Error::Storage(err),
+            })?;
         self.outbox_wake.notify_one();
         tracing::info!("invitation resent");
         MemberView::from_rows(member, now)

@@ -8,8 +8,9 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+use super::audit;
 use super::entity::{account, invitation, membership, user};
-use super::members::{self, InvitationKind, Member};
+use super::members::{self, Actor, InvitationKind, Member};
 use super::outbox;
 use crate::domain::{InvitationSecret, Language, MemberStatus, SecretHash};
 
@@ -73,18 +74,29 @@ pub enum ResendError {
 
 /// Replaces the member's pending invitation with a new one: new secret, new expiry, the
 /// same kind of email; the old link stops working and its unsent email is retired.
-#[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
-#[allow(clippy::too_many_arguments)]
+pub struct Resend<'a> {
+    pub account_id: Uuid,
+    pub user_id: Uuid,
+    pub secret: &'a InvitationSecret,
+    pub expires_at: DateTime<Utc>,
+    /// A member's invitation is resent at most this often.
+    pub min_interval: TimeDelta,
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %resend.account_id, user_id = %resend.user_id), err)]
 pub async fn resend(
     db: &DatabaseConnection,
-    account_id: Uuid,
-    user_id: Uuid,
-    resender_id: Uuid,
-    secret: &InvitationSecret,
-    now: DateTime<Utc>,
-    expires_at: DateTime<Utc>,
-    min_interval: TimeDelta,
+    resend: &Resend<'_>,
+    actor: &Actor<'_>,
 ) -> Result<Member, ResendError> {
+    let Resend {
+        account_id,
+        user_id,
+        secret,
+        expires_at,
+        min_interval,
+    } = *resend;
+    let (now, resender_id) = (actor.now, actor.user_id);
     let tx = db.begin().await?;
     let (membership, user) = members::find(&tx, account_id, user_id)
         .await?
@@ -143,6 +155,20 @@ pub async fn resend(
             secret,
             expires_at,
             now,
+        },
+    )
+    .await?;
+    audit::record(
+        &tx,
+        audit::Event {
+            account_id,
+            actor_id: Some(resender_id),
+            action: audit::Action::InvitationResent,
+            target_user_id: Some(user_id),
+            target_token_id: None,
+            request_id: actor.request_id.to_string(),
+            changes: Vec::new(),
+            at: now,
         },
     )
     .await?;
@@ -214,6 +240,7 @@ pub async fn accept(
     db: &DatabaseConnection,
     hash: &SecretHash,
     password_hash: Option<String>,
+    request_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(Uuid, Uuid), AcceptError> {
     let tx = db.begin().await?;
@@ -257,6 +284,20 @@ pub async fn accept(
     joined.accepted_at = Set(Some(now));
     joined.invitation_expires_at = Set(None);
     joined.update(&tx).await?;
+    audit::record(
+        &tx,
+        audit::Event {
+            account_id,
+            actor_id: Some(user_id),
+            action: audit::Action::InvitationAccepted,
+            target_user_id: Some(user_id),
+            target_token_id: None,
+            request_id: request_id.to_string(),
+            changes: Vec::new(),
+            at: now,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((account_id, user_id))
 }

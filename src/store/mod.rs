@@ -2,6 +2,7 @@
 //! Works on SQLite (the embedded default) and PostgreSQL (production).
 
 pub mod accounts;
+pub mod audit;
 pub mod entity;
 pub mod invitations;
 pub mod members;

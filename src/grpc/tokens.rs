@@ -1,0 +1,57 @@
+//! Handlers of `usermgmt.v1.ApiTokens`.
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, pb, users::caller};
+use crate::service::UserService;
+
+pub struct TokenApi {
+    users: UserService,
+}
+
+impl TokenApi {
+    pub fn new(users: UserService) -> Self {
+        Self { users }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::api_tokens_server::ApiTokens for TokenApi {
+    async fn create_api_token(
+        &self,
+        request: Request<pb::CreateApiTokenRequest>,
+    ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
+        let caller = caller(&request)?;
+        let new = convert::create_token(request.into_inner())?;
+        let (token, secret) = self.users.create_token(&caller, new).await?;
+        Ok(Response::new(pb::CreateApiTokenResponse {
+            token: Some(convert::token(token)),
+            secret: secret.expose().to_string(),
+        }))
+    }
+
+    async fn list_api_tokens(
+        &self,
+        request: Request<pb::ListApiTokensRequest>,
+    ) -> Result<Response<pb::ListApiTokensResponse>, Status> {
+        let caller = caller(&request)?;
+        let query = convert::list_tokens(request.into_inner())?;
+        let page = self.users.list_tokens(&caller, query).await?;
+        Ok(Response::new(pb::ListApiTokensResponse {
+            tokens: page.tokens.into_iter().map(convert::token).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn delete_api_token(
+        &self,
+        request: Request<pb::DeleteApiTokenRequest>,
+    ) -> Result<Response<pb::DeleteApiTokenResponse>, Status> {
+        let caller = caller(&request)?;
+        let (account_id, token_id) = convert::delete_token(request.into_inner())?;
+        self.users
+            .delete_token(&caller, account_id, token_id)
+            .await?;
+        Ok(Response::new(pb::DeleteApiTokenResponse {}))
+    }
+}
