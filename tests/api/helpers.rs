@@ -21,7 +21,9 @@ use usermgmt::{
     clock::{Clock, ManualClock},
     config::Settings,
     domain::{ApiTokenSecret, CloudAccess, DisplayName, Email, Language, Role},
-    grpc::pb::{self, user_management_client::UserManagementClient},
+    grpc::pb::{
+        self, api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient,
+    },
     notifier::{Delivery, Outcome},
     store::{self, entity},
 };
@@ -37,6 +39,7 @@ pub struct TestApp {
     pub admin_id: Uuid,
     pub admin_token: String,
     pub users: UserManagementClient<Channel>,
+    pub tokens: ApiTokensClient<Channel>,
     deliveries: Mutex<broadcast::Receiver<Delivery>>,
     outbox_wake: Arc<Notify>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -68,6 +71,29 @@ async fn fresh_database(dir: &tempfile::TempDir) -> String {
     }
 }
 
+/// The HS256 secret the test service verifies `Bearer` tokens with.
+pub const JWT_SECRET: &str = "the test suite's HS256 secret, 32+ bytes";
+
+/// A signed JWT for `sub`, expiring `valid_for` from now by the test clock.
+pub fn jwt(sub: &str, exp: DateTime<Utc>, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({ "sub": sub, "exp": exp.timestamp() }),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a signed JWT")
+}
+
+/// A request carrying `authorization: Bearer <jwt>`.
+pub fn with_bearer<T>(jwt: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {jwt}").parse().expect("ASCII metadata"),
+    );
+    request
+}
+
 fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     let mut settings = Settings::for_database(database_url);
     settings.smtp_url = Some(mail.url());
@@ -81,6 +107,7 @@ fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     settings.notifier_max_attempts = 5;
     settings.smtp_pool_size = 4;
     settings.smtp_timeout = Duration::from_secs(5);
+    settings.jwt_secret = Some(JWT_SECRET.into());
     settings
 }
 
@@ -155,7 +182,8 @@ async fn start(
         account_id: Uuid::nil(),
         admin_id: Uuid::nil(),
         admin_token: String::new(),
-        users: UserManagementClient::new(channel),
+        users: UserManagementClient::new(channel.clone()),
+        tokens: ApiTokensClient::new(channel),
         deliveries,
         outbox_wake,
         shutdown: Some(shutdown),
@@ -241,13 +269,27 @@ impl TestApp {
         role: Role,
         token_role: Role,
     ) -> Member {
+        let user_id = self.add_member_without_token(account_id, email, role).await;
+        let token = self
+            .issue_token(account_id, user_id, token_role, None)
+            .await;
+        Member { user_id, token }
+    }
+
+    /// Adds an active member of `account_id` (a new, activated user) with no token.
+    pub async fn add_member_without_token(
+        &self,
+        account_id: Uuid,
+        email: &str,
+        role: Role,
+    ) -> Uuid {
         let now = self.clock.now();
         let user_id = Uuid::now_v7();
         entity::user::ActiveModel {
             id: Set(user_id),
-            email: Set(email.into()),
+            email: Set(email.to_lowercase()),
             name: Set(email.into()),
-            name_lower: Set(email.into()),
+            name_lower: Set(email.to_lowercase()),
             language: Set(Language::En.code().into()),
             password_hash: Set(None),
             activated: Set(true),
@@ -272,10 +314,7 @@ impl TestApp {
         .insert(&self.db)
         .await
         .unwrap();
-        let token = self
-            .issue_token(account_id, user_id, token_role, None)
-            .await;
-        Member { user_id, token }
+        user_id
     }
 
     pub async fn issue_token(
@@ -423,6 +462,115 @@ impl TestApp {
                 token: token.into(),
                 password: password.map(Into::into),
             }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn update(
+        &self,
+        token: &str,
+        request: pb::UpdateUserRequest,
+    ) -> Result<pb::User, Status> {
+        self.users
+            .clone()
+            .update_user(with_token(token, request))
+            .await
+            .map(|response| response.into_inner().user.expect("a user"))
+    }
+
+    /// An UpdateUserRequest for a member of this account, changing nothing yet.
+    pub fn update_request(&self, user_id: impl ToString) -> pb::UpdateUserRequest {
+        pb::UpdateUserRequest {
+            account_id: self.account_id.to_string(),
+            user_id: user_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub async fn delete(&self, token: &str, user_id: impl ToString) -> Result<(), Status> {
+        self.users
+            .clone()
+            .delete_user(with_token(
+                token,
+                pb::DeleteUserRequest {
+                    account_id: self.account_id.to_string(),
+                    user_id: user_id.to_string(),
+                },
+            ))
+            .await
+            .map(drop)
+    }
+
+    /// Issues a token in this account with `token`'s credential.
+    pub async fn create_token(
+        &self,
+        token: &str,
+        role: pb::Role,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(pb::ApiToken, String), Status> {
+        self.tokens
+            .clone()
+            .create_api_token(with_token(
+                token,
+                pb::CreateApiTokenRequest {
+                    account_id: self.account_id.to_string(),
+                    name: "CI deploys".into(),
+                    description: "used by the pipeline".into(),
+                    role: role as i32,
+                    expires_at: expires_at.map(|at| prost_types::Timestamp {
+                        seconds: at.timestamp(),
+                        nanos: 0,
+                    }),
+                },
+            ))
+            .await
+            .map(|response| {
+                let response = response.into_inner();
+                (response.token.expect("a token"), response.secret)
+            })
+    }
+
+    pub async fn list_tokens(
+        &self,
+        token: &str,
+        issued_by: Option<String>,
+    ) -> Result<Vec<pb::ApiToken>, Status> {
+        self.tokens
+            .clone()
+            .list_api_tokens(with_token(
+                token,
+                pb::ListApiTokensRequest {
+                    account_id: self.account_id.to_string(),
+                    page_size: 1000,
+                    page_token: String::new(),
+                    issued_by,
+                },
+            ))
+            .await
+            .map(|response| response.into_inner().tokens)
+    }
+
+    pub async fn delete_token(&self, token: &str, token_id: &str) -> Result<(), Status> {
+        self.tokens
+            .clone()
+            .delete_api_token(with_token(
+                token,
+                pb::DeleteApiTokenRequest {
+                    account_id: self.account_id.to_string(),
+                    token_id: token_id.into(),
+                },
+            ))
+            .await
+            .map(drop)
+    }
+
+    pub async fn audit(
+        &self,
+        request: pb::ListAuditEventsRequest,
+    ) -> Result<pb::ListAuditEventsResponse, Status> {
+        self.users
+            .clone()
+            .list_audit_events(with_token(&self.admin_token, request))
             .await
             .map(tonic::Response::into_inner)
     }

@@ -1,6 +1,10 @@
 //! The integration tests: one binary, the real server on port 0, a fresh database each.
 
+mod api_tokens;
+mod audit;
 mod auth;
+mod authorization;
+mod delete_user;
 mod get_user;
 mod health;
 mod helpers;
@@ -9,3 +13,4 @@ mod invite_user;
 mod list_users;
 mod notifier_faults;
 mod smtp;
+mod update_user;
