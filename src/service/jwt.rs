@@ -148,6 +148,35 @@ mod tests {
         }
     }
 
+    fn signed_with(algorithm: Algorithm, private_pem: &[u8], sub: &str, exp: i64) -> String {
+        let key = match algorithm {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem).unwrap(),
+            _ => EncodingKey::from_ed_pem(private_pem).unwrap(),
+        };
+        encode(&Header::new(algorithm), &json!({"sub": sub, "exp": exp}), &key).unwrap()
+    }
+
+    #[test]
+    fn rs256_and_eddsa_tokens_verify_with_their_public_keys_only() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
+        let read = |name: &str| std::fs::read(format!("{fixtures}{name}")).unwrap();
+        let now = Utc::now();
+        let user = Uuid::now_v7();
+        for (algorithm, private, public, other_public) in [
+            (Algorithm::RS256, "jwt-rsa-private.pem", "jwt-rsa-public.pem", "jwt-ed25519-public.pem"),
+            (Algorithm::EdDSA, "jwt-ed25519-private.pem", "jwt-ed25519-public.pem", "jwt-rsa-public.pem"),
+        ] {
+            let token = signed_with(algorithm, &read(private), &user.to_string(), now.timestamp() + 60);
+            let verifier = JwtVerifier::from_public_pem(&read(public)).unwrap();
+            assert_eq!(verifier.verify(&token, now).unwrap(), user, "{algorithm:?}");
+            let stranger = JwtVerifier::from_public_pem(&read(other_public)).unwrap();
+            assert!(stranger.verify(&token, now).is_err(), "{algorithm:?}");
+            let hs = hs256(json!({"sub": user.to_string(), "exp": now.timestamp() + 60}), SECRET);
+            assert!(verifier.verify(&hs, now).is_err(), "no algorithm switch");
+        }
+        assert!(JwtVerifier::from_public_pem(b"not a key").is_err());
+    }
+
     #[test]
     fn a_short_secret_or_two_keys_are_configuration_errors() {
         assert!(JwtVerifier::from_settings(Some("short"), None).is_err());
