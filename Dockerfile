@@ -26,9 +26,11 @@ RUN mkdir -p src migrations/src \
 #    it has just built, whatever times COPY gave them.
 COPY build.rs build.rs
 COPY proto proto
+# The email templates are compiled into the binary (include_str!).
+COPY templates templates
 COPY migrations/src migrations/src
 COPY src src
-RUN touch build.rs && find src migrations/src -name '*.rs' -exec touch {} + \
+RUN touch build.rs && find src migrations/src templates -type f -exec touch {} + \
     && cargo build --release --locked --bin usermgmt \
     && cp target/release/usermgmt /usr/local/bin/usermgmt
 

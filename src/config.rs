@@ -35,6 +35,23 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Issue an API token for an active member of an account (an operator's way in); prints
+    /// one JSON line with the secret, shown once.
+    IssueToken {
+        /// The account (a UUID).
+        #[arg(long)]
+        account_id: uuid::Uuid,
+        /// The member's email address.
+        #[arg(long)]
+        email: String,
+        /// The token's role, at most the member's: administrators, engineers,
+        /// purge-and-prefetch-api-web, purge-and-prefetch-api, users. Default: the member's.
+        #[arg(long)]
+        role: Option<String>,
+        /// The token's name.
+        #[arg(long, default_value = "issued by an operator")]
+        name: String,
+    },
     /// Ask the local server's health service whether it is serving; exit 0 if so.
     Healthcheck,
 }

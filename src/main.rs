@@ -31,6 +31,12 @@ async fn main() -> ExitCode {
             .await
         }
         Command::Healthcheck => healthcheck(&cli.settings).await,
+        Command::IssueToken {
+            account_id,
+            email,
+            role,
+            name,
+        } => issue_token(&cli.settings, account_id, &email, role.as_deref(), &name).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +120,62 @@ async fn create_account(
         SystemClock.now(),
     )
     .await?)
+}
+
+async fn issue_token(
+    settings: &Settings,
+    account_id: uuid::Uuid,
+    email: &str,
+    role: Option<&str>,
+    name: &str,
+) -> CliResult {
+    use usermgmt::{
+        domain::{ApiTokenSecret, Role},
+        store::{members::Actor, tokens::NewToken},
+    };
+    let db = store::connect(&settings.database_url).await?;
+    store::migrate(&db).await?;
+    let email = Email::parse(email).map_err(|e| format!("--email {e}"))?;
+    let name = DisplayName::parse(name).map_err(|e| format!("--name {e}"))?;
+    let user = store::members::find_user_by_email(&db, &email)
+        .await?
+        .ok_or("no user has this email")?;
+    let membership = store::members::find_active_membership(&db, account_id, user.id)
+        .await?
+        .ok_or("the user is not an active member of this account")?;
+    let member_role =
+        Role::from_id(membership.role).ok_or("the member's stored role is not valid")?;
+    let role = match role {
+        None => member_role,
+        Some(slug) => Role::from_slug(slug).ok_or(format!("--role {slug:?} is not a role"))?,
+    };
+    if role > member_role {
+        return Err(format!(
+            "--role may not be higher than the member's ({})",
+            member_role.slug()
+        )
+        .into());
+    }
+    let secret = ApiTokenSecret::generate();
+    let actor = Actor {
+        user_id: user.id,
+        request_id: "cli:issue-token",
+        now: SystemClock.now(),
+    };
+    let new = NewToken {
+        account_id,
+        name: name.as_str(),
+        description: "",
+        role,
+        expires_at: None,
+        secret: &secret,
+    };
+    let token = store::tokens::create(&db, &new, &actor).await?;
+    println!(
+        "{}",
+        json!({ "token_id": token.id, "user_id": user.id, "role": role.slug(), "api_token": secret.expose() })
+    );
+    Ok(())
 }
 
 /// Asks the local server's health service; succeeds when it answers SERVING.

@@ -44,6 +44,21 @@ impl Role {
         }
     }
 
+    /// The role's name in kebab case, as the command line takes it.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Role::Administrators => "administrators",
+            Role::Engineers => "engineers",
+            Role::PurgeAndPrefetchApiWeb => "purge-and-prefetch-api-web",
+            Role::PurgeAndPrefetchApi => "purge-and-prefetch-api",
+            Role::Users => "users",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.slug() == slug)
+    }
+
     pub fn is_administrator(self) -> bool {
         self == Role::Administrators
     }
@@ -86,5 +101,8 @@ mod tests {
             assert_eq!(Role::from_id(role.id()), Some(role));
         }
         assert_eq!(Role::from_id(0), None);
+        for role in Role::ALL {
+            assert_eq!(Role::from_slug(role.slug()), Some(role));
+        }
     }
 }

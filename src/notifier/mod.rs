@@ -159,7 +159,7 @@ impl Notifier {
     #[tracing::instrument(skip_all, fields(email_id = %email.id, attempt = email.attempts))]
     async fn deliver(&self, email: outbox::Model) {
         let outcome = match self.compose(&email) {
-            Ok(message) => self.transport.send(message).await,
+            Ok(message) => self.transport.send(email.id, message).await,
             Err(error) => Err(error),
         };
         let now = self.clock.now();

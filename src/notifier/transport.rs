@@ -1,15 +1,19 @@
 //! Where emails go: a pooled SMTP client, or `.eml` files in a folder.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    transport::smtp::PoolConfig,
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, transport::smtp::PoolConfig,
 };
+use uuid::Uuid;
 
 pub enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    Files(AsyncFileTransport<Tokio1Executor>),
+    /// A folder of `<outbox id>.eml` files: a retried email replaces its own file.
+    Files(PathBuf),
 }
 
 impl Transport {
@@ -28,21 +32,53 @@ impl Transport {
     pub fn files(dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
-        Ok(Transport::Files(AsyncFileTransport::new(dir)))
+        Ok(Transport::Files(dir.to_path_buf()))
     }
 
-    pub async fn send(&self, message: Message) -> Result<(), String> {
+    /// Hands the email to the mail server, or writes it (atomically) as `<id>.eml`.
+    pub async fn send(&self, id: Uuid, message: Message) -> Result<(), String> {
         match self {
             Transport::Smtp(smtp) => smtp
                 .send(message)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
-            Transport::Files(files) => files
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Transport::Files(dir) => {
+                let partial = dir.join(format!(".{id}.eml.partial"));
+                tokio::fs::write(&partial, message.formatted())
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+                tokio::fs::rename(&partial, dir.join(format!("{id}.eml")))
+                    .await
+                    .map_err(|e| format!("cannot write {id}.eml: {e}"))
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_smtp_an_email_is_one_eml_file_named_after_its_outbox_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = Transport::files(&dir.path().join("mail")).unwrap();
+        let id = Uuid::now_v7();
+        let message = || {
+            Message::builder()
+                .from("a@example.com".parse().unwrap())
+                .to("b@example.com".parse().unwrap())
+                .subject("Hello")
+                .body("Hi".to_string())
+                .unwrap()
+        };
+        transport.send(id, message()).await.unwrap();
+        transport.send(id, message()).await.unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("mail"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, [format!("{id}.eml")]);
     }
 }

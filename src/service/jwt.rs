@@ -153,7 +153,12 @@ mod tests {
             Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem).unwrap(),
             _ => EncodingKey::from_ed_pem(private_pem).unwrap(),
         };
-        encode(&Header::new(algorithm), &json!({"sub": sub, "exp": exp}), &key).unwrap()
+        encode(
+            &Header::new(algorithm),
+            &json!({"sub": sub, "exp": exp}),
+            &key,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -163,15 +168,33 @@ mod tests {
         let now = Utc::now();
         let user = Uuid::now_v7();
         for (algorithm, private, public, other_public) in [
-            (Algorithm::RS256, "jwt-rsa-private.pem", "jwt-rsa-public.pem", "jwt-ed25519-public.pem"),
-            (Algorithm::EdDSA, "jwt-ed25519-private.pem", "jwt-ed25519-public.pem", "jwt-rsa-public.pem"),
+            (
+                Algorithm::RS256,
+                "jwt-rsa-private.pem",
+                "jwt-rsa-public.pem",
+                "jwt-ed25519-public.pem",
+            ),
+            (
+                Algorithm::EdDSA,
+                "jwt-ed25519-private.pem",
+                "jwt-ed25519-public.pem",
+                "jwt-rsa-public.pem",
+            ),
         ] {
-            let token = signed_with(algorithm, &read(private), &user.to_string(), now.timestamp() + 60);
+            let token = signed_with(
+                algorithm,
+                &read(private),
+                &user.to_string(),
+                now.timestamp() + 60,
+            );
             let verifier = JwtVerifier::from_public_pem(&read(public)).unwrap();
             assert_eq!(verifier.verify(&token, now).unwrap(), user, "{algorithm:?}");
             let stranger = JwtVerifier::from_public_pem(&read(other_public)).unwrap();
             assert!(stranger.verify(&token, now).is_err(), "{algorithm:?}");
-            let hs = hs256(json!({"sub": user.to_string(), "exp": now.timestamp() + 60}), SECRET);
+            let hs = hs256(
+                json!({"sub": user.to_string(), "exp": now.timestamp() + 60}),
+                SECRET,
+            );
             assert!(verifier.verify(&hs, now).is_err(), "no algorithm switch");
         }
         assert!(JwtVerifier::from_public_pem(b"not a key").is_err());
