@@ -8,6 +8,7 @@ mod delete_user;
 mod get_user;
 mod health;
 mod helpers;
+mod hostile_input;
 mod invitations;
 mod invite_user;
 mod list_users;

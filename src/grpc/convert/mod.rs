@@ -1,0 +1,70 @@
+//! Proto ↔ domain. Requests are destructured field by field, so a new proto field does not
+//! compile until this module decides what it means.
+
+mod audit;
+mod cloud_access;
+mod tokens;
+mod users;
+
+pub use audit::{audit_event, list_audit};
+pub use tokens::{create_token, delete_token, list_tokens, token};
+pub use users::{accept, delete, get, invite, list, resend, update, user};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::pb;
+use crate::domain::{Language, Role};
+use crate::service::ListQuery;
+
+pub fn uuid(raw: &str) -> Result<Uuid, String> {
+    if raw.trim().is_empty() {
+        return Err("is required".into());
+    }
+    Uuid::try_parse(raw.trim()).map_err(|_| "is not a UUID".to_string())
+}
+
+fn required_enum<P, T>(raw: i32, unspecified: P, convert: impl Fn(P) -> T) -> Result<T, String>
+where
+    P: TryFrom<i32> + PartialEq,
+{
+    match P::try_from(raw) {
+        Ok(value) if value == unspecified => Err("is required".into()),
+        Ok(value) => Ok(convert(value)),
+        Err(_) => Err(format!("has an unknown value {raw}")),
+    }
+}
+
+fn language(raw: i32) -> Result<Language, String> {
+    required_enum(raw, pb::Language::Unspecified, |language| match language {
+        pb::Language::En | pb::Language::Unspecified => Language::En,
+        pb::Language::De => Language::De,
+        pb::Language::Zh => Language::Zh,
+        pb::Language::Ru => Language::Ru,
+    })
+}
+
+fn role(raw: i32) -> Result<Role, String> {
+    // The proto's values are the provider's role ids.
+    required_enum(raw, pb::Role::Unspecified, |role| role as i32)
+        .and_then(|id| Role::from_id(id).ok_or_else(|| format!("has an unknown value {raw}")))
+}
+
+fn page_size(raw: i32) -> Result<u64, String> {
+    match raw {
+        ..0 => Err("must not be negative".to_string()),
+        0 => Ok(ListQuery::DEFAULT_PAGE_SIZE),
+        size => Ok((size as u64).min(ListQuery::MAX_PAGE_SIZE)),
+    }
+}
+
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn optional_id(id: Option<Uuid>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
