@@ -131,7 +131,7 @@ async fn issue_token(
 ) -> CliResult {
     use usermgmt::{
         domain::{ApiTokenSecret, Role},
-        store::{members::Actor, tokens::NewToken},
+        store::{Actor, tokens::NewToken},
     };
     let db = store::connect(&settings.database_url).await?;
     store::migrate(&db).await?;

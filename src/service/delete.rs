@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{Caller, Error, UserService, caller, update::change_error};
-use crate::store::members::{Actor, remove};
+use crate::store::{Actor, changes::remove};
 
 impl UserService {
     #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]

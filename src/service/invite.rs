@@ -4,7 +4,8 @@ use uuid::Uuid;
 
 use super::{Caller, Error, MemberView, UserService, caller};
 use crate::domain::{CloudAccess, DisplayName, Email, InvitationSecret, Language, Role};
-use crate::store::members::{Actor, InviteError, InviteRequestId, NewInvitation, invite};
+use crate::store::Actor;
+use crate::store::members::{InviteError, InviteRequestId, NewInvitation, invite};
 
 /// A validated invitation request.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::{Caller, Error, MemberView, UserService, caller};
 use crate::domain::InvitationSecret;
+use crate::store::Actor;
 use crate::store::invitations::{Resend, ResendError, resend};
-use crate::store::members::Actor;
 
 /// A member's invitation is resent at most once a minute.
 const MIN_INTERVAL: TimeDelta = TimeDelta::minutes(1);

@@ -6,8 +6,7 @@ use uuid::Uuid;
 use super::{Caller, Error, UserService, caller, page_token};
 use crate::domain::{ApiTokenSecret, DisplayName, Role};
 use crate::store::{
-    self,
-    members::Actor,
+    self, Actor,
     tokens::{CreateError, ListedToken, NewToken},
 };
 

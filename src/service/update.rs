@@ -4,7 +4,10 @@ use uuid::Uuid;
 
 use super::{Caller, Error, MemberView, UserService, caller};
 use crate::domain::{CloudAccess, DisplayName, Language, Role};
-use crate::store::members::{Actor, ChangeError, MemberChanges, update};
+use crate::store::{
+    Actor,
+    changes::{ChangeError, MemberChanges, update},
+};
 
 /// A validated UpdateUser request: the fields given.
 #[derive(Debug)]

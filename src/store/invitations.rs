@@ -8,9 +8,10 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+use super::Actor;
 use super::audit;
 use super::entity::{account, invitation, membership, user};
-use super::members::{self, Actor, InvitationKind, Member};
+use super::members::{self, InvitationKind, Member};
 use super::outbox;
 use crate::domain::{InvitationSecret, Language, MemberStatus, SecretHash};
 

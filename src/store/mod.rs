@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod changes;
 pub mod entity;
 pub mod invitations;
 pub mod members;
@@ -11,8 +12,10 @@ pub mod tokens;
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use uuid::Uuid;
 
 /// Opens a pool on the database the URL names.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -42,4 +45,11 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
         err.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+/// Who changes what, for the audit trail.
+pub struct Actor<'a> {
+    pub user_id: Uuid,
+    pub request_id: &'a str,
+    pub now: DateTime<Utc>,
 }

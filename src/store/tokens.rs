@@ -10,9 +10,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Actor;
 use super::audit;
+use super::changes::lock_account;
 use super::entity::{api_token, membership, user};
-use super::members::{Actor, lock_account};
 use crate::domain::{ApiTokenSecret, Role, SecretHash};
 
 /// An account may hold this many live tokens at most.
