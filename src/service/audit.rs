@@ -37,7 +37,7 @@ impl UserService {
             query.action.map(Action::as_str)
         );
         let before = page_token::decode(&query.page_token, &canonical)?;
-        let mut rows = store::audit::list(
+        let rows = store::audit::list(
             &self.db,
             query.account_id,
             query.target_user_id,
@@ -46,12 +46,8 @@ impl UserService {
             query.page_size + 1,
         )
         .await?;
-        let has_more = rows.len() as u64 > query.page_size;
-        rows.truncate(query.page_size as usize);
-        let next_page_token = match rows.last() {
-            Some(event) if has_more => page_token::encode(event.id, &canonical),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) =
+            page_token::paginate(rows, query.page_size, &canonical, |event| event.id);
         let events = rows
             .into_iter()
             .map(|event| {

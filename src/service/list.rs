@@ -52,10 +52,6 @@ impl ListQuery {
         )
     }
 
-    fn encode_token(&self, last: Uuid) -> String {
-        page_token::encode(last, &self.canonical())
-    }
-
     fn decode_token(&self) -> Result<Option<Uuid>, Error> {
         page_token::decode(&self.page_token, &self.canonical())
     }
@@ -70,7 +66,7 @@ impl UserService {
         let filter = query.filter();
         let page_size = query.page_size.clamp(1, ListQuery::MAX_PAGE_SIZE);
         // One row more than the page tells whether another page follows.
-        let mut rows = store::members::list(
+        let rows = store::members::list(
             &self.db,
             query.account_id,
             &filter,
@@ -79,12 +75,10 @@ impl UserService {
             now,
         )
         .await?;
-        let has_more = rows.len() as u64 > page_size;
-        rows.truncate(page_size as usize);
-        let next_page_token = match rows.last() {
-            Some((membership, _)) if has_more => query.encode_token(membership.id),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) =
+            page_token::paginate(rows, page_size, &query.canonical(), |(membership, _)| {
+                membership.id
+            });
         let total_size = store::members::count(&self.db, query.account_id, &filter, now).await?;
         let members = rows
             .into_iter()
@@ -118,7 +112,7 @@ mod tests {
     fn a_page_token_round_trips_within_its_query() {
         let mut q = query();
         let last = Uuid::now_v7();
-        q.page_token = q.encode_token(last);
+        q.page_token = page_token::encode(last, &q.canonical());
         assert_eq!(q.decode_token().unwrap(), Some(last));
     }
 
@@ -127,7 +121,7 @@ mod tests {
         let first = query();
         let mut other = query();
         other.search = "bob".into();
-        other.page_token = first.encode_token(Uuid::now_v7());
+        other.page_token = page_token::encode(Uuid::now_v7(), &first.canonical());
         assert!(matches!(
             other.decode_token(),
             Err(Error::InvalidArgument(_))

@@ -112,6 +112,23 @@ pub(crate) mod page_token {
         URL_SAFE_NO_PAD.encode(format!("{last}.{}", fingerprint(query)))
     }
 
+    /// Cuts the rows fetched (one more than a page, to learn whether another page follows)
+    /// to a page, and makes the token of the next page from its last row's key.
+    pub fn paginate<T>(
+        mut rows: Vec<T>,
+        page_size: u64,
+        query: &str,
+        key: impl Fn(&T) -> Uuid,
+    ) -> (Vec<T>, String) {
+        let has_more = rows.len() as u64 > page_size;
+        rows.truncate(page_size as usize);
+        let next = match rows.last() {
+            Some(last) if has_more => encode(key(last), query),
+            _ => String::new(),
+        };
+        (rows, next)
+    }
+
     /// The id the page starts after; `None` for the first page.
     pub fn decode(token: &str, query: &str) -> Result<Option<Uuid>, Error> {
         if token.is_empty() {

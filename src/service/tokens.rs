@@ -141,7 +141,7 @@ impl UserService {
         };
         let canonical = format!("tokens|{}|{:?}", query.account_id, issued_by);
         let after = page_token::decode(&query.page_token, &canonical)?;
-        let mut rows = store::tokens::list(
+        let rows = store::tokens::list(
             &self.db,
             query.account_id,
             issued_by,
@@ -149,12 +149,8 @@ impl UserService {
             query.page_size + 1,
         )
         .await?;
-        let has_more = rows.len() as u64 > query.page_size;
-        rows.truncate(query.page_size as usize);
-        let next_page_token = match rows.last() {
-            Some((token, _, _)) if has_more => page_token::encode(token.id, &canonical),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) =
+            page_token::paginate(rows, query.page_size, &canonical, |(token, _, _)| token.id);
         let now = self.clock.now();
         Ok(TokenPage {
             tokens: rows
