@@ -9,8 +9,7 @@ use tokio::{
     net::TcpListener,
     sync::{Notify, broadcast, watch},
 };
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
@@ -163,6 +162,8 @@ impl Application {
             .notifier
             .map(|notifier| tokio::spawn(notifier.run(notifier_stopped)));
 
+        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to small replies.
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         Server::builder()
             .layer(AccessLogLayer)
@@ -176,7 +177,7 @@ impl Application {
             .add_service(pb::api_tokens_server::ApiTokensServer::new(TokenApi::new(
                 self.users,
             )))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+            .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");
             })
