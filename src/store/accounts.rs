@@ -3,7 +3,6 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -33,7 +32,7 @@ pub async fn create_with_admin(
     admin_name: &DisplayName,
     now: DateTime<Utc>,
 ) -> Result<Bootstrapped, DbErr> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     let account_id = Uuid::now_v7();
     account::ActiveModel {
         id: Set(account_id),

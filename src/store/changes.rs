@@ -3,7 +3,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -78,7 +78,7 @@ pub async fn update(
     changes: MemberChanges,
     actor: &Actor<'_>,
 ) -> Result<Member, ChangeError> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     lock_account(&tx, account_id).await?;
     let (membership, user) = find(&tx, account_id, user_id)
         .await?
@@ -187,7 +187,7 @@ pub async fn remove(
     user_id: Uuid,
     actor: &Actor<'_>,
 ) -> Result<(), ChangeError> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     lock_account(&tx, account_id).await?;
     let (membership, user) = find(&tx, account_id, user_id)
         .await?

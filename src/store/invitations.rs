@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait, sea_query::Expr,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::Expr,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -98,7 +98,7 @@ pub async fn resend(
         min_interval,
     } = *resend;
     let (now, resender_id) = (actor.now, actor.user_id);
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     let (membership, user) = members::find(&tx, account_id, user_id)
         .await?
         .ok_or(ResendError::NotFound)?;
@@ -244,7 +244,7 @@ pub async fn accept(
     request_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(Uuid, Uuid), AcceptError> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     let consumed = invitation::Entity::update_many()
         .col_expr(invitation::Column::ConsumedAt, Expr::value(now))
         .filter(invitation::Column::SecretHash.eq(hash.as_str()))

@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
@@ -118,7 +118,7 @@ pub async fn invite(
     db: &DatabaseConnection,
     new: &NewInvitation<'_>,
 ) -> Result<(Member, InvitationKind), InviteError> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     if let Some(request) = &new.request
         && let Some(first) =
             invite_request::Entity::find_by_id((new.actor.user_id, request.request_id.clone()))

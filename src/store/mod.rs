@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use uuid::Uuid;
 
 /// Opens a pool on the database the URL names.
@@ -25,13 +29,35 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
-        // SQLite has one writer at a time: one connection serialises every transaction
-        // instead of failing them with SQLITE_BUSY under load.
-        options.max_connections(1).min_connections(1);
+        // SQLite has one writer at a time: one connection serialises this process's
+        // transactions instead of failing them with SQLITE_BUSY under load. WAL lets
+        // readers in other processes go on while one writes; the busy timeout makes a
+        // second process on the same file wait its turn.
+        options
+            .max_connections(1)
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
     } else {
         options.max_connections(20).min_connections(1);
     }
     Database::connect(options).await
+}
+
+/// Begins a transaction that will write.
+///
+/// On SQLite it starts with `BEGIN IMMEDIATE`: the write lock is taken up front, so a second
+/// process on the same file waits for it (busy timeout) instead of failing when its
+/// read-then-write transaction cannot upgrade. PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
 }
 
 /// Applies every pending migration.

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait, sea_query::Expr,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -109,7 +109,7 @@ pub async fn create(
     new: &NewToken<'_>,
     actor: &Actor<'_>,
 ) -> Result<api_token::Model, CreateError> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     lock_account(&tx, new.account_id).await?;
     let live_tokens = api_token::Entity::find()
         .filter(api_token::Column::AccountId.eq(new.account_id))
@@ -175,7 +175,7 @@ pub async fn delete(
     token: &api_token::Model,
     actor: &Actor<'_>,
 ) -> Result<bool, DbErr> {
-    let tx = db.begin().await?;
+    let tx = super::begin_write(db).await?;
     let deleted = api_token::Entity::update_many()
         .filter(api_token::Column::Id.eq(token.id))
         .filter(api_token::Column::DeletedAt.is_null())
