@@ -3,6 +3,7 @@
 //! exponential backoff and jitter, and after the last attempt the email is marked dead and
 //! logged at error level — never dropped silently.
 
+mod relay;
 mod render;
 mod transport;
 

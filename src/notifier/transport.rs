@@ -1,4 +1,4 @@
-//! Where emails go: a pooled SMTP client, or `.eml` files in a folder.
+//! Where emails go: pooled SMTP connections, or `.eml` files in a folder.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,8 +10,13 @@ use lettre::{
 };
 use uuid::Uuid;
 
+use super::relay::{Relay, RelayPool};
+
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// An `smtp://` relay, on connections opened with `TCP_NODELAY`.
+    Smtp(RelayPool),
+    /// An `smtps://` relay (TLS from the first byte), on lettre's own pooled transport.
+    Smtps(AsyncSmtpTransport<Tokio1Executor>),
     /// A folder of `<outbox id>.eml` files: a retried email replaces its own file.
     Files(PathBuf),
 }
@@ -20,12 +25,16 @@ impl Transport {
     /// A pooled SMTP client for the URL (`smtp://`, `smtps://`, `?tls=required`, with
     /// credentials in the URL), with connect and command timeouts.
     pub fn smtp(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, String> {
+        let unusable = |e: String| format!("USERMGMT_SMTP_URL is not usable: {e}");
+        if let Some(relay) = Relay::from_url(url, timeout).map_err(unusable)? {
+            return Ok(Transport::Smtp(RelayPool::new(relay, pool_size)?));
+        }
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("USERMGMT_SMTP_URL is not usable: {e}"))?
+            .map_err(|e| unusable(e.to_string()))?
             .timeout(Some(timeout))
             .pool_config(PoolConfig::new().max_size(pool_size))
             .build();
-        Ok(Transport::Smtp(transport))
+        Ok(Transport::Smtps(transport))
     }
 
     /// Writes each email as an `.eml` file in the folder, creating it.
@@ -38,7 +47,8 @@ impl Transport {
     /// Hands the email to the mail server, or writes it (atomically) as `<id>.eml`.
     pub async fn send(&self, id: Uuid, message: Message) -> Result<(), String> {
         match self {
-            Transport::Smtp(smtp) => smtp
+            Transport::Smtp(relay) => relay.send(&message).await,
+            Transport::Smtps(smtp) => smtp
                 .send(message)
                 .await
                 .map(drop)

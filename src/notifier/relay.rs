@@ -1,0 +1,240 @@
+//! A pool of SMTP connections to one `smtp://` relay, each opened with `TCP_NODELAY`.
+//!
+//! lettre speaks SMTP on these connections (EHLO, STARTTLS, AUTH, the mail transaction),
+//! but the notifier opens the TCP socket itself: lettre 0.11 leaves Nagle's algorithm on,
+//! and it writes a message and its closing `<CRLF>.<CRLF>` as two writes. Nagle then holds
+//! the closing dot back until the relay acknowledges the message, which the relay delays
+//! (40 ms on Linux) because it has nothing to answer before the dot, so every email would
+//! wait about 44 ms and one connection could carry some 23 emails a second.
+//! See `docs/benchmarks.md`.
+
+use std::{borrow::Cow, time::Duration};
+
+use deadpool::{
+    Runtime,
+    managed::{self, Metrics, Object, RecycleError, RecycleResult},
+};
+use lettre::{
+    Message,
+    transport::smtp::{
+        authentication::{Credentials, Mechanism},
+        client::{AsyncSmtpConnection, TlsParameters},
+        extension::ClientId,
+    },
+};
+use tokio::net::TcpStream;
+use url::Url;
+
+/// A pooled connection idle for longer than this is checked with NOOP before reuse.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartTls {
+    Never,
+    /// When the relay offers it.
+    Opportunistic,
+    Required,
+}
+
+/// How to reach and greet the relay, read from an `smtp://` URL.
+#[derive(Debug)]
+pub struct Relay {
+    host: String,
+    port: u16,
+    start_tls: StartTls,
+    credentials: Option<Credentials>,
+    hello_name: ClientId,
+    timeout: Duration,
+}
+
+impl Relay {
+    /// Reads `smtp://[user:password@]host[:port][/hello-name][?tls=required|opportunistic]`,
+    /// as lettre's `from_url` does. `None` for any other scheme.
+    pub fn from_url(url: &str, timeout: Duration) -> Result<Option<Relay>, String> {
+        let url = Url::parse(url).map_err(|e| e.to_string())?;
+        if url.scheme() != "smtp" {
+            return Ok(None);
+        }
+        let host = url.host_str().ok_or("the URL names no host")?.to_string();
+        let start_tls = match url.query_pairs().find(|(key, _)| key == "tls") {
+            None => StartTls::Never,
+            Some((_, value)) if value == "required" => StartTls::Required,
+            Some((_, value)) if value == "opportunistic" => StartTls::Opportunistic,
+            Some(_) => return Err("tls must be `required` or `opportunistic`".into()),
+        };
+        let default_port = match start_tls {
+            StartTls::Never => 25,
+            _ => 587,
+        };
+        let hello_name = match url.path().trim_matches('/') {
+            "" => ClientId::default(),
+            name => ClientId::Domain(name.to_string()),
+        };
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(Cow::into_owned)
+                .map_err(|_| "the credentials are not UTF-8 once decoded".to_string())
+        };
+        let credentials = match url.password() {
+            Some(password) => Some(Credentials::new(decode(url.username())?, decode(password)?)),
+            None => None,
+        };
+        Ok(Some(Relay {
+            port: url.port().unwrap_or(default_port),
+            host,
+            start_tls,
+            credentials,
+            hello_name,
+            timeout,
+        }))
+    }
+
+    async fn open(&self) -> Result<AsyncSmtpConnection, String> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut connection =
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello_name)
+                .await
+                .map_err(|e| e.to_string())?;
+        let start_tls = match self.start_tls {
+            StartTls::Never => false,
+            StartTls::Opportunistic => connection.can_starttls(),
+            StartTls::Required => true,
+        };
+        if start_tls {
+            let parameters = TlsParameters::new(self.host.clone()).map_err(|e| e.to_string())?;
+            connection
+                .starttls(parameters, &self.hello_name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(credentials) = &self.credentials {
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(connection)
+    }
+}
+
+impl managed::Manager for Relay {
+    type Type = AsyncSmtpConnection;
+    type Error = String;
+
+    async fn create(&self) -> Result<AsyncSmtpConnection, String> {
+        self.open().await
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut AsyncSmtpConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<String> {
+        if connection.has_broken() {
+            return Err(RecycleError::message("the connection is broken"));
+        }
+        if metrics.last_used() > IDLE_CHECK_AFTER && !connection.test_connected().await {
+            return Err(RecycleError::message(
+                "the relay closed the idle connection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Up to `size` connections to the relay, opened when needed and kept for the next email.
+pub struct RelayPool {
+    pool: managed::Pool<Relay>,
+    timeout: Duration,
+}
+
+impl RelayPool {
+    pub fn new(relay: Relay, size: u32) -> Result<Self, String> {
+        let timeout = relay.timeout;
+        let pool = managed::Pool::builder(relay)
+            .max_size(size.max(1) as usize)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(RelayPool { pool, timeout })
+    }
+
+    /// Hands the message to the relay. A connection that failed or timed out is closed,
+    /// never put back in the pool.
+    pub async fn send(&self, message: &Message) -> Result<(), String> {
+        let mut connection = self.pool.get().await.map_err(|e| match e {
+            managed::PoolError::Backend(error) => error,
+            managed::PoolError::Timeout(_) => "connecting to the mail server timed out".into(),
+            other => other.to_string(),
+        })?;
+        let sent = tokio::time::timeout(
+            self.timeout,
+            connection.send(message.envelope(), &message.formatted()),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                drop(Object::take(connection));
+                Err(error.to_string())
+            }
+            Err(_) => {
+                drop(Object::take(connection));
+                Err("the mail server did not answer in time".into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(url: &str) -> Relay {
+        Relay::from_url(url, Duration::from_secs(1))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_smtp_url_names_the_relay_its_port_tls_and_credentials() {
+        let plain = relay("smtp://mail.example.com");
+        assert_eq!((plain.port, plain.start_tls), (25, StartTls::Never));
+        assert!(plain.credentials.is_none());
+
+        let submission = relay("smtp://us%40er:p%2Fss@mail.example.com/me.example?tls=required");
+        assert_eq!(
+            (submission.port, submission.start_tls),
+            (587, StartTls::Required)
+        );
+        assert_eq!(
+            submission.credentials,
+            Some(Credentials::new("us@er".into(), "p/ss".into()))
+        );
+        assert_eq!(submission.hello_name, ClientId::Domain("me.example".into()));
+
+        let opportunistic = relay("smtp://127.0.0.1:2525?tls=opportunistic");
+        assert_eq!(
+            (opportunistic.port, opportunistic.start_tls),
+            (2525, StartTls::Opportunistic)
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_left_to_lettre_and_bad_urls_refused() {
+        let timeout = Duration::from_secs(1);
+        assert!(
+            Relay::from_url("smtps://mail.example.com", timeout)
+                .unwrap()
+                .is_none()
+        );
+        assert!(Relay::from_url("smtp://mail.example.com?tls=sometimes", timeout).is_err());
+        assert!(Relay::from_url("not a url", timeout).is_err());
+    }
+}
