@@ -51,9 +51,16 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 async fn serve(settings: &Settings) -> CliResult {
     let app = Application::build(settings).await?;
-    if store::accounts::count(app.db()).await? == 0 {
-        let created =
-            create_account(app.db(), "Default account", "admin@example.com", None).await?;
+    let (email, name) = administrator("admin@example.com", None)?;
+    let first = store::accounts::create_first_with_admin(
+        app.db(),
+        "Default account",
+        &email,
+        &name,
+        SystemClock.now(),
+    )
+    .await?;
+    if let Some(created) = first {
         println!(
             "Created account {} with administrator admin@example.com ({}).\n\
              Its API token, shown only this once:\n\n    {}\n\n\
@@ -103,6 +110,22 @@ async fn create_account(
 ) -> Result<store::accounts::Bootstrapped, Box<dyn std::error::Error>> {
     let account_name =
         DisplayName::parse(account_name).map_err(|e| format!("--account-name {e}"))?;
+    let (email, name) = administrator(admin_email, admin_name)?;
+    Ok(store::accounts::create_with_admin(
+        db,
+        account_name.as_str(),
+        &email,
+        &name,
+        SystemClock.now(),
+    )
+    .await?)
+}
+
+/// The first administrator's email, and their name (the email's local part by default).
+fn administrator(
+    admin_email: &str,
+    admin_name: Option<&str>,
+) -> Result<(Email, DisplayName), Box<dyn std::error::Error>> {
     let email = Email::parse(admin_email).map_err(|e| format!("--admin-email {e}"))?;
     let local_part = email
         .as_str()
@@ -112,14 +135,7 @@ async fn create_account(
         .to_string();
     let name = DisplayName::parse(admin_name.unwrap_or(&local_part))
         .map_err(|e| format!("--admin-name {e}"))?;
-    Ok(store::accounts::create_with_admin(
-        db,
-        account_name.as_str(),
-        &email,
-        &name,
-        SystemClock.now(),
-    )
-    .await?)
+    Ok((email, name))
 }
 
 async fn issue_token(

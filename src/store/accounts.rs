@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
 };
 use uuid::Uuid;
 
@@ -18,10 +19,6 @@ pub struct Bootstrapped {
     pub api_token: ApiTokenSecret,
 }
 
-pub async fn count(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    account::Entity::find().count(db).await
-}
-
 /// Creates an account with one active administrator and a permanent administrator API
 /// token issued by them. An administrator whose email already has a user is that user.
 #[tracing::instrument(skip_all, err)]
@@ -33,16 +30,53 @@ pub async fn create_with_admin(
     now: DateTime<Utc>,
 ) -> Result<Bootstrapped, DbErr> {
     let tx = super::begin_write(db).await?;
+    let created = insert_with_admin(&tx, account_name, admin_email, admin_name, now).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// As [`create_with_admin`], but only while the database holds no account: replicas
+/// starting together on an empty database create one account between them.
+#[tracing::instrument(skip_all, err)]
+pub async fn create_first_with_admin(
+    db: &DatabaseConnection,
+    account_name: &str,
+    admin_email: &Email,
+    admin_name: &DisplayName,
+    now: DateTime<Utc>,
+) -> Result<Option<Bootstrapped>, DbErr> {
+    let tx = super::begin_write(db).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        // Conflicts with itself and with inserts: a second replica waits here, then
+        // finds the first one's account. SQLite's BEGIN IMMEDIATE already serialises.
+        tx.execute_unprepared("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
+    }
+    if account::Entity::find().count(&tx).await? > 0 {
+        return Ok(None);
+    }
+    let created = insert_with_admin(&tx, account_name, admin_email, admin_name, now).await?;
+    tx.commit().await?;
+    Ok(Some(created))
+}
+
+async fn insert_with_admin(
+    tx: &DatabaseTransaction,
+    account_name: &str,
+    admin_email: &Email,
+    admin_name: &DisplayName,
+    now: DateTime<Utc>,
+) -> Result<Bootstrapped, DbErr> {
     let account_id = Uuid::now_v7();
     account::ActiveModel {
         id: Set(account_id),
         name: Set(account_name.to_string()),
         created_at: Set(now),
     }
-    .insert(&tx)
+    .insert(tx)
     .await?;
 
-    let user_id = match super::members::find_user_by_email(&tx, admin_email).await? {
+    let user_id = match super::members::find_user_by_email(tx, admin_email).await? {
         Some(existing) => existing.id,
         None => {
             let id = Uuid::now_v7();
@@ -57,7 +91,7 @@ pub async fn create_with_admin(
                 two_factor_enabled: Set(false),
                 created_at: Set(now),
             }
-            .insert(&tx)
+            .insert(tx)
             .await?;
             id
         }
@@ -76,7 +110,7 @@ pub async fn create_with_admin(
         invitation_expires_at: Set(None),
         accepted_at: Set(Some(now)),
     }
-    .insert(&tx)
+    .insert(tx)
     .await?;
 
     let api_token = ApiTokenSecret::generate();
@@ -93,9 +127,8 @@ pub async fn create_with_admin(
         last_used_at: Set(None),
         deleted_at: Set(None),
     }
-    .insert(&tx)
+    .insert(tx)
     .await?;
-    tx.commit().await?;
     Ok(Bootstrapped {
         account_id,
         user_id,

@@ -48,7 +48,7 @@ pub struct TestApp {
 }
 
 /// A fresh database URL: SQLite by default, PostgreSQL when asked for.
-async fn fresh_database(dir: &tempfile::TempDir) -> String {
+pub async fn fresh_database(dir: &tempfile::TempDir) -> String {
     match std::env::var("USERMGMT_TEST_DATABASE_URL") {
         Ok(server_url) if !server_url.is_empty() => {
             let name = format!("usermgmt_test_{}", Uuid::new_v4().simple());

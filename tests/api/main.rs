@@ -4,6 +4,7 @@ mod api_tokens;
 mod audit;
 mod auth;
 mod authorization;
+mod bootstrap;
 mod calls;
 mod delete_user;
 mod get_user;

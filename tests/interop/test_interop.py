@@ -683,6 +683,14 @@ def invite(stub, server: Server, name: str, email: str) -> usermgmt_pb2.User:
     return stub.InviteUser(request, metadata=server.metadata, timeout=CALL_TIMEOUT).user
 
 
+def get_user(stub, server: Server, user_id: str) -> usermgmt_pb2.User:
+    return stub.GetUser(
+        usermgmt_pb2.GetUserRequest(account_id=server.account_id, user_id=user_id),
+        metadata=server.metadata,
+        timeout=CALL_TIMEOUT,
+    ).user
+
+
 def test_client_invite_list_get(server, stub):
     user = invite(stub, server, "Grace Hopper", "Grace.Hopper@Example.com")
     assert user.id
@@ -703,11 +711,7 @@ def test_client_invite_list_get(server, stub):
     )
     assert listed.next_page_token == ""
 
-    fetched = stub.GetUser(
-        usermgmt_pb2.GetUserRequest(account_id=server.account_id, user_id=user.id),
-        metadata=server.metadata,
-        timeout=CALL_TIMEOUT,
-    ).user
+    fetched = get_user(stub, server, user.id)
     assert fetched.id == user.id
     assert fetched.email == "grace.hopper@example.com"
     assert fetched.name == "Grace Hopper"
@@ -991,11 +995,7 @@ def test_client_accept_invitation_twice_is_not_found(server, stub):
     assert accepted.user_id == user.id
     assert accepted.account_id == server.account_id
 
-    fetched = stub.GetUser(
-        usermgmt_pb2.GetUserRequest(account_id=server.account_id, user_id=user.id),
-        metadata=server.metadata,
-        timeout=CALL_TIMEOUT,
-    ).user
+    fetched = get_user(stub, server, user.id)
     assert fetched.status == usermgmt_pb2.USER_STATUS_ACTIVE
     assert fetched.HasField("accepted_at")
     assert not fetched.HasField("invitation_expires_at")
