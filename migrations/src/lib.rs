@@ -9,6 +9,7 @@ mod m20261128_000002_create_memberships_and_invitations;
 mod m20261128_000003_create_api_tokens_and_outbox;
 mod m20261128_000004_create_invite_requests;
 mod m20261128_000005_create_audit_events;
+mod m20261129_000006_index_outbox_claim;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_create_api_tokens_and_outbox::Migration),
             Box::new(m20261128_000004_create_invite_requests::Migration),
             Box::new(m20261128_000005_create_audit_events::Migration),
+            Box::new(m20261129_000006_index_outbox_claim::Migration),
         ]
     }
 }

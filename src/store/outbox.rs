@@ -43,17 +43,26 @@ pub async fn claim_due(
     lease: TimeDelta,
     limit: u64,
 ) -> Result<Vec<outbox::Model>, DbErr> {
-    let backend = db.get_database_backend();
+    let statement = claim_statement(db.get_database_backend(), now, lease, limit);
+    outbox::Entity::find().from_raw_sql(statement).all(db).await
+}
+
+/// The statement [`claim_due`] runs, for `EXPLAIN`.
+pub fn claim_statement(
+    backend: DatabaseBackend,
+    now: DateTime<Utc>,
+    lease: TimeDelta,
+    limit: u64,
+) -> Statement {
     let sql = match backend {
         DatabaseBackend::Postgres => CLAIM_POSTGRES,
         _ => CLAIM_SQLITE,
     };
-    let statement = Statement::from_sql_and_values(
+    Statement::from_sql_and_values(
         backend,
         sql,
         [(now + lease).into(), now.into(), (limit as i64).into()],
-    );
-    outbox::Entity::find().from_raw_sql(statement).all(db).await
+    )
 }
 
 /// Marks the email sent and erases the link's secret from it.

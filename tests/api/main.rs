@@ -15,5 +15,6 @@ mod invitations;
 mod invite_user;
 mod list_users;
 mod notifier_faults;
+mod query_plans;
 mod smtp;
 mod update_user;
