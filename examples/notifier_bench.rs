@@ -38,10 +38,7 @@ use std::{
 use chrono::{TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 use futures::{StreamExt, TryStreamExt, stream};
-use lettre::{
-    Message,
-    message::{Mailbox, MultiPart},
-};
+use lettre::Message;
 use mailin_embedded::{Handler, Response, Server, response};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use tokio::sync::{oneshot, watch};
@@ -54,7 +51,7 @@ use usermgmt::{
     config::{LogFormat, Settings},
     domain::{DisplayName, Email, InvitationSecret},
     grpc::pb::{self, user_management_client::UserManagementClient},
-    notifier::{InvitationEmail, Templates, Transport},
+    notifier::{Composer, Transport},
     store::{self, accounts::Bootstrapped},
 };
 
@@ -329,44 +326,6 @@ fn machine_load_note() -> String {
 // ---------------------------------------------------------------------------------------
 // Emails as the notifier builds them
 
-/// What `Notifier::compose` does (it is private): payload → rendered templates → Message.
-struct Composer {
-    templates: Templates,
-    from: Mailbox,
-    domain: String,
-}
-
-impl Composer {
-    fn new() -> Result<Self> {
-        let from: Mailbox = MAIL_FROM.parse()?;
-        Ok(Self {
-            templates: Templates::load()?,
-            domain: from.email.domain().to_string(),
-            from,
-        })
-    }
-
-    fn compose(&self, id: Uuid, payload: &str) -> Result<Message> {
-        let invitation: InvitationEmail = serde_json::from_str(payload)?;
-        let secret = invitation.secret.as_deref().ok_or("no secret")?;
-        let link = format!("{ACCEPT_URL}?token={secret}");
-        let rendered = self.templates.render(&invitation, &link)?;
-        let to = Mailbox::new(
-            Some(invitation.invitee_name.clone()),
-            invitation.to.parse()?,
-        );
-        Ok(Message::builder()
-            .message_id(Some(format!("<{id}@{}>", self.domain)))
-            .from(self.from.clone())
-            .to(to)
-            .subject(rendered.subject)
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text,
-                rendered.html,
-            ))?)
-    }
-}
-
 /// A payload shaped as `store::invitations::enqueue_email` writes it.
 fn payload(to: &str, name: &str) -> String {
     serde_json::json!({
@@ -620,12 +579,12 @@ async fn smtp_command(
         })
         .collect();
     // Rendering alone, on one core: payload → Message, and the bytes lettre will send.
-    let composer = Composer::new()?;
+    let composer = Composer::new(MAIL_FROM, ACCEPT_URL)?;
     let started = Instant::now();
     let messages = payloads
         .iter()
         .map(|payload| composer.compose(Uuid::now_v7(), payload))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
     let bytes: usize = messages.iter().map(|m| m.formatted().len()).sum();
     let render = started.elapsed().as_secs_f64() * 1e6 / emails.max(1) as f64;
     let pooled = |size| Transport::smtp(&sink.url(), size, SMTP_TIMEOUT);

@@ -68,10 +68,7 @@ pub struct Notifier {
     db: DatabaseConnection,
     clock: SharedClock,
     transport: Transport,
-    templates: Templates,
-    from: Mailbox,
-    message_id_domain: String,
-    accept_url: String,
+    composer: Composer,
     retry: RetryPolicy,
     poll_interval: Duration,
     concurrency: usize,
@@ -87,10 +84,6 @@ impl Notifier {
         wake: Arc<Notify>,
         deliveries: broadcast::Sender<Delivery>,
     ) -> Result<Self, String> {
-        let from: Mailbox = settings
-            .mail_from
-            .parse()
-            .map_err(|e| format!("USERMGMT_MAIL_FROM is not a mailbox: {e}"))?;
         let transport = match &settings.smtp_url {
             Some(url) => Transport::smtp(url, settings.smtp_pool_size, settings.smtp_timeout)?,
             None => Transport::files(&settings.mail_dir)?,
@@ -99,10 +92,7 @@ impl Notifier {
             db,
             clock,
             transport,
-            templates: Templates::load().map_err(|e| format!("email templates: {e}"))?,
-            message_id_domain: from.email.domain().to_string(),
-            from,
-            accept_url: settings.accept_url.clone(),
+            composer: Composer::new(&settings.mail_from, &settings.accept_url)?,
             retry: RetryPolicy {
                 initial: settings.notifier_retry_initial,
                 max: settings.notifier_retry_max,
@@ -159,7 +149,7 @@ impl Notifier {
 
     #[tracing::instrument(skip_all, fields(email_id = %email.id, attempt = email.attempts))]
     async fn deliver(&self, email: outbox::Model) {
-        let outcome = match self.compose(&email) {
+        let outcome = match self.composer.compose(email.id, &email.payload) {
             Ok(message) => self.transport.send(email.id, message).await,
             Err(error) => Err(error),
         };
@@ -195,12 +185,37 @@ impl Notifier {
             Err(error) => tracing::error!(%error, "cannot record the outcome of a send"),
         }
     }
+}
 
-    /// Builds the message. Its Message-ID is derived from the outbox row, so a retried or
-    /// duplicated email is recognisably the same message.
-    fn compose(&self, email: &outbox::Model) -> Result<Message, String> {
-        let invitation: InvitationEmail = serde_json::from_str(&email.payload)
-            .map_err(|e| format!("unreadable outbox payload: {e}"))?;
+/// Turns an outbox row's payload into the email: the templates in the invitee's language,
+/// the accept link, and a Message-ID derived from the row.
+pub struct Composer {
+    templates: Templates,
+    from: Mailbox,
+    message_id_domain: String,
+    accept_url: String,
+}
+
+impl Composer {
+    /// `mail_from` is the sender's mailbox (`Name <address>`); `accept_url` the page that
+    /// receives `?token=<secret>`.
+    pub fn new(mail_from: &str, accept_url: &str) -> Result<Self, String> {
+        let from: Mailbox = mail_from
+            .parse()
+            .map_err(|e| format!("USERMGMT_MAIL_FROM is not a mailbox: {e}"))?;
+        Ok(Self {
+            templates: Templates::load().map_err(|e| format!("email templates: {e}"))?,
+            message_id_domain: from.email.domain().to_string(),
+            from,
+            accept_url: accept_url.to_string(),
+        })
+    }
+
+    /// Builds the message of outbox row `id`. Its Message-ID is derived from the row, so a
+    /// retried or duplicated email is recognisably the same message.
+    pub fn compose(&self, id: Uuid, payload: &str) -> Result<Message, String> {
+        let invitation: InvitationEmail =
+            serde_json::from_str(payload).map_err(|e| format!("unreadable outbox payload: {e}"))?;
         let secret = invitation
             .secret
             .as_deref()
@@ -220,7 +235,7 @@ impl Notifier {
                 .map_err(|e| format!("bad recipient address: {e}"))?,
         );
         Message::builder()
-            .message_id(Some(format!("<{}@{}>", email.id, self.message_id_domain)))
+            .message_id(Some(format!("<{id}@{}>", self.message_id_domain)))
             .from(self.from.clone())
             .to(to)
             .subject(rendered.subject)
