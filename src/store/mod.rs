@@ -42,7 +42,16 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .busy_timeout(Duration::from_secs(10))
             });
     } else {
-        options.max_connections(20).min_connections(1);
+        // sqlx prepares each statement once per connection. After five executions
+        // PostgreSQL may switch it to a generic plan that knows neither the account nor the
+        // search pattern, and picks worse indexes for it; a custom plan costs a fraction of
+        // a millisecond to make.
+        options
+            .max_connections(20)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(|postgres| {
+                postgres.options([("plan_cache_mode", "force_custom_plan")])
+            });
     }
     Database::connect(options).await
 }

@@ -1,5 +1,6 @@
-//! The notifier's claim walks the partial index of waiting emails in order, on both engines,
-//! instead of sorting the whole backlog.
+//! How the database runs the service's queries: the notifier's claim walks the partial index
+//! of waiting emails in order instead of sorting the backlog, and PostgreSQL plans each
+//! statement for its values.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
@@ -57,4 +58,17 @@ async fn explain(
         .map(|row| row.try_get_by_index::<String>(column).unwrap())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[tokio::test]
+async fn postgres_connections_plan_each_statement_for_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::connect(&fresh_database(&dir).await).await.unwrap();
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return; // SQLite plans every statement afresh.
+    }
+    let show = Statement::from_string(DatabaseBackend::Postgres, "SHOW plan_cache_mode");
+    let row = db.query_one_raw(show).await.unwrap().unwrap();
+    let mode: String = row.try_get_by_index(0).unwrap();
+    assert_eq!(mode, "force_custom_plan");
 }
