@@ -699,29 +699,40 @@ async fn time_store(
     let mut list = Vec::with_capacity(iterations);
     let mut count = Vec::with_capacity(iterations);
     for i in 0..iterations + 3 {
-        let started = Instant::now();
-        store::members::list(
-            db,
-            account_id,
-            &scenario.filter,
-            scenario.after,
-            scenario.page_size + 1,
-            now,
-        )
-        .await
-        .expect("the list query runs");
-        let listed = started.elapsed();
-        let started = Instant::now();
-        store::members::count(db, account_id, &scenario.filter, now)
-            .await
-            .expect("the count query runs");
+        let (listed, counted) = list_and_count(db, account_id, scenario, now).await;
         // The first calls warm the statement cache.
         if i >= 3 {
             list.push(listed);
-            count.push(started.elapsed());
+            count.push(counted);
         }
     }
     (Stats::of(list).median, Stats::of(count).median)
+}
+
+/// Runs the two store functions behind a ListUsers call; returns how long each took.
+async fn list_and_count(
+    db: &DatabaseConnection,
+    account_id: Uuid,
+    scenario: &Scenario,
+    now: DateTime<Utc>,
+) -> (Duration, Duration) {
+    let started = Instant::now();
+    store::members::list(
+        db,
+        account_id,
+        &scenario.filter,
+        scenario.after,
+        scenario.page_size + 1,
+        now,
+    )
+    .await
+    .expect("the list query runs");
+    let listed = started.elapsed();
+    let started = Instant::now();
+    store::members::count(db, account_id, &scenario.filter, now)
+        .await
+        .expect("the count query runs");
+    (listed, started.elapsed())
 }
 
 /// Prints the SQL the store functions send for the scenario and its plan: `EXPLAIN
@@ -740,20 +751,7 @@ async fn explain(
             .unwrap_or_else(PoisonError::into_inner)
             .push(info.statement.clone());
     });
-    let now = now_micros();
-    store::members::list(
-        &probe,
-        account_id,
-        &scenario.filter,
-        scenario.after,
-        scenario.page_size + 1,
-        now,
-    )
-    .await
-    .expect("the list query runs");
-    store::members::count(&probe, account_id, &scenario.filter, now)
-        .await
-        .expect("the count query runs");
+    list_and_count(&probe, account_id, scenario, now_micros()).await;
     let statements = captured
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
