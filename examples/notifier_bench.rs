@@ -519,7 +519,7 @@ async fn send(sink: &Sink, pooled: Option<&Transport>, message: Message) -> Resu
     match pooled {
         Some(transport) => transport.send(Uuid::nil(), message).await,
         None => {
-            let transport = Transport::smtp(&sink.url(), 1, SMTP_TIMEOUT)?;
+            let transport = Transport::smtp(&sink.url(), 1, SMTP_TIMEOUT, None)?;
             transport.send(Uuid::nil(), message).await
         }
     }
@@ -587,7 +587,7 @@ async fn smtp_command(
         .collect::<Result<Vec<_>, String>>()?;
     let bytes: usize = messages.iter().map(|m| m.formatted().len()).sum();
     let render = started.elapsed().as_secs_f64() * 1e6 / emails.max(1) as f64;
-    let pooled = |size| Transport::smtp(&sink.url(), size, SMTP_TIMEOUT);
+    let pooled = |size| Transport::smtp(&sink.url(), size, SMTP_TIMEOUT, None);
 
     println!("\n### SMTP alone: {emails} pre-built invitation emails, no database\n");
     println!("{}\n", machine_load_note());

@@ -170,6 +170,11 @@ pub struct Settings {
     /// Connect and command timeout of the SMTP client.
     #[arg(long, global = true, env = "USERMGMT_SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub smtp_timeout: Duration,
+
+    /// PEM file of root certificates to trust for the SMTP server's TLS, besides the public
+    /// ones: for a relay whose certificate a private authority issued.
+    #[arg(long, global = true, env = "USERMGMT_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -209,6 +214,7 @@ impl fmt::Debug for Settings {
             .field("notifier_max_attempts", &self.notifier_max_attempts)
             .field("smtp_pool_size", &self.smtp_pool_size)
             .field("smtp_timeout", &self.smtp_timeout)
+            .field("smtp_ca_file", &self.smtp_ca_file)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .finish()

@@ -85,7 +85,12 @@ impl Notifier {
         deliveries: broadcast::Sender<Delivery>,
     ) -> Result<Self, String> {
         let transport = match &settings.smtp_url {
-            Some(url) => Transport::smtp(url, settings.smtp_pool_size, settings.smtp_timeout)?,
+            Some(url) => Transport::smtp(
+                url,
+                settings.smtp_pool_size,
+                settings.smtp_timeout,
+                settings.smtp_ca_file.as_deref(),
+            )?,
             None => Transport::files(&settings.mail_dir)?,
         };
         Ok(Self {

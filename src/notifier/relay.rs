@@ -18,7 +18,7 @@ use lettre::{
     Message,
     transport::smtp::{
         authentication::{Credentials, Mechanism},
-        client::{AsyncSmtpConnection, TlsParameters},
+        client::{AsyncSmtpConnection, Certificate, TlsParameters},
         extension::ClientId,
     },
 };
@@ -45,6 +45,8 @@ pub struct Relay {
     credentials: Option<Credentials>,
     hello_name: ClientId,
     timeout: Duration,
+    /// Trusted for STARTTLS besides the public roots.
+    roots: Option<Certificate>,
 }
 
 impl Relay {
@@ -87,7 +89,13 @@ impl Relay {
             credentials,
             hello_name,
             timeout,
+            roots: None,
         }))
+    }
+
+    /// Trusts these root certificates too when the relay's TLS certificate is checked.
+    pub fn trusting(self, roots: Option<Certificate>) -> Self {
+        Relay { roots, ..self }
     }
 
     async fn open(&self) -> Result<AsyncSmtpConnection, String> {
@@ -105,7 +113,11 @@ impl Relay {
             StartTls::Required => true,
         };
         if start_tls {
-            let parameters = TlsParameters::new(self.host.clone()).map_err(|e| e.to_string())?;
+            let mut parameters = TlsParameters::builder(self.host.clone());
+            if let Some(roots) = &self.roots {
+                parameters = parameters.add_root_certificate(roots.clone());
+            }
+            let parameters = parameters.build().map_err(|e| e.to_string())?;
             connection
                 .starttls(parameters, &self.hello_name)
                 .await

@@ -6,7 +6,11 @@ use std::{
 };
 
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, transport::smtp::PoolConfig,
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    transport::smtp::{
+        PoolConfig,
+        client::{Certificate, Tls, TlsParameters},
+    },
 };
 use uuid::Uuid;
 
@@ -23,18 +27,38 @@ pub enum Transport {
 
 impl Transport {
     /// A pooled SMTP client for the URL (`smtp://`, `smtps://`, `?tls=required`, with
-    /// credentials in the URL), with connect and command timeouts.
-    pub fn smtp(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, String> {
+    /// credentials in the URL), with connect and command timeouts. `ca_file` holds root
+    /// certificates (PEM) trusted for the server's TLS besides the public ones.
+    pub fn smtp(
+        url: &str,
+        pool_size: u32,
+        timeout: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, String> {
         let unusable = |e: String| format!("USERMGMT_SMTP_URL is not usable: {e}");
+        let roots = ca_file.map(read_roots).transpose()?;
         if let Some(relay) = Relay::from_url(url, timeout).map_err(unusable)? {
-            return Ok(Transport::Smtp(RelayPool::new(relay, pool_size)?));
+            return Ok(Transport::Smtp(RelayPool::new(
+                relay.trusting(roots),
+                pool_size,
+            )?));
         }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| unusable(e.to_string()))?
             .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(pool_size))
-            .build();
-        Ok(Transport::Smtps(transport))
+            .pool_config(PoolConfig::new().max_size(pool_size));
+        if let Some(roots) = roots {
+            let host = url::Url::parse(url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_string))
+                .ok_or_else(|| unusable("the URL names no host".into()))?;
+            let parameters = TlsParameters::builder(host)
+                .add_root_certificate(roots)
+                .build()
+                .map_err(|e| unusable(e.to_string()))?;
+            builder = builder.tls(Tls::Wrapper(parameters));
+        }
+        Ok(Transport::Smtps(builder.build()))
     }
 
     /// Writes each email as an `.eml` file in the folder, creating it.
@@ -64,6 +88,13 @@ impl Transport {
             }
         }
     }
+}
+
+/// The root certificates of a PEM file.
+fn read_roots(path: &Path) -> Result<Certificate, String> {
+    let unreadable = |e: String| format!("USERMGMT_SMTP_CA_FILE {}: {e}", path.display());
+    let pem = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    Certificate::from_pem(&pem).map_err(|e| unreadable(e.to_string()))
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ pub fn with_bearer<T>(jwt: &str, message: T) -> Request<T> {
 fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     let mut settings = Settings::for_database(database_url);
     settings.smtp_url = Some(mail.url());
+    settings.smtp_ca_file = mail.ca_file.clone();
     settings.mail_from = "Acme Cloud <no-reply@usermgmt.test>".into();
     settings.accept_url = "https://console.example/accept-invite".into();
     settings.notifier = notifier;
@@ -117,6 +118,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// A fresh app, with or without the notifier, its own mail server and a bootstrapped account.
 pub async fn spawn_app_with(notifier: bool) -> TestApp {
+    spawn_app_sending_to(MailServer::start(), notifier).await
+}
+
+/// A fresh app sending to `mail`, with a bootstrapped account.
+pub async fn spawn_app_sending_to(mail: MailServer, notifier: bool) -> TestApp {
     // `TEST_LOG=1 cargo test` shows the service's logs.
     if std::env::var_os("TEST_LOG").is_some() {
         usermgmt::telemetry::init(usermgmt::config::LogFormat::Text);
@@ -128,7 +134,6 @@ pub async fn spawn_app_with(notifier: bool) -> TestApp {
             .expect("a valid start time")
             .with_timezone(&Utc),
     ));
-    let mail = MailServer::start();
     let mut app = start(database_url, clock, mail, notifier).await;
     let created = store::accounts::create_with_admin(
         &app.db,

@@ -17,4 +17,5 @@ mod list_users;
 mod notifier_faults;
 mod query_plans;
 mod smtp;
+mod smtp_tls;
 mod update_user;

@@ -1,8 +1,10 @@
 //! A real SMTP server in the test process (mailin-embedded on port 0), recording what it
-//! accepts. It can play a mail server that is down, or one that fails some sends.
+//! accepts. It can play a mail server that is down, or one that fails some sends, or one
+//! that requires STARTTLS (with a certificate from a private authority) and AUTH.
 
 use std::{
     net::{IpAddr, SocketAddr, TcpListener},
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -11,7 +13,8 @@ use std::{
 };
 
 use mail_parser::MessageParser;
-use mailin_embedded::{Handler, Response, Server, response};
+use mailin_embedded::{AuthMechanism, Handler, Response, Server, SslConfig, response};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::sync::watch;
 
 /// One email the server accepted, decoded.
@@ -45,11 +48,18 @@ struct State {
     down: AtomicBool,
     failures_left: AtomicU32,
     refused: AtomicU32,
+    /// The user name and password AUTH accepts, when the server requires it.
+    credentials: Option<(String, String)>,
+    /// The user names of the AUTH attempts, in order.
+    logins: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
 pub struct MailServer {
     pub addr: SocketAddr,
+    url: String,
+    /// The PEM file of the authority that issued the server's certificate, if it has one.
+    pub ca_file: Option<PathBuf>,
     state: Arc<State>,
     count: watch::Receiver<usize>,
 }
@@ -61,7 +71,29 @@ struct Session {
     data: Vec<u8>,
 }
 
+impl Session {
+    fn login(&mut self, user: &str, password: &str) -> Response {
+        self.state
+            .logins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(user.to_string());
+        match &self.state.credentials {
+            Some((u, p)) if u == user && p == password => response::AUTH_OK,
+            _ => response::INVALID_CREDENTIALS,
+        }
+    }
+}
+
 impl Handler for Session {
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        self.login(user, password)
+    }
+
+    fn auth_login(&mut self, user: &str, password: &str) -> Response {
+        self.login(user, password)
+    }
+
     fn helo(&mut self, _ip: IpAddr, _domain: &str) -> Response {
         if self.state.down.load(Ordering::SeqCst) {
             self.state.refused.fetch_add(1, Ordering::SeqCst);
@@ -130,9 +162,52 @@ impl Handler for Session {
 
 impl MailServer {
     pub fn start() -> Self {
+        Self::serve(State::default(), None)
+    }
+
+    /// A server that offers STARTTLS with a certificate for `localhost` issued by a private
+    /// authority (written to `dir`, see `ca_file`), and takes mail only after AUTH as
+    /// `user` with `password`. Its URL requires STARTTLS and carries the credentials.
+    pub fn start_tls(dir: &Path, user: &str, password: &str) -> Self {
+        // mailin's TLS uses rustls's process-wide provider; another test may have set it.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let ca_file = write("ca.pem", ca_cert.pem());
+        let tls = SslConfig::SelfSigned {
+            cert_path: write("cert.pem", cert.pem()).display().to_string(),
+            key_path: write("key.pem", key.serialize_pem()).display().to_string(),
+        };
+        let state = State {
+            credentials: Some((user.to_string(), password.to_string())),
+            ..State::default()
+        };
+        let mut server = Self::serve(state, Some(tls));
+        server.url = format!(
+            "smtp://{user}:{password}@localhost:{}?tls=required",
+            server.addr.port()
+        );
+        server.ca_file = Some(ca_file);
+        server
+    }
+
+    fn serve(state: State, tls: Option<SslConfig>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SMTP server");
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State::default());
+        let state = Arc::new(state);
         let (count_tx, count) = watch::channel(0);
         let mut server = Server::new(Session {
             state: state.clone(),
@@ -143,14 +218,36 @@ impl MailServer {
             .with_name("mail.test")
             .with_num_threads(16)
             .with_tcp_listener(listener);
+        if let Some(tls) = tls {
+            server
+                .with_ssl(tls)
+                .expect("the test certificate loads")
+                .with_auth(AuthMechanism::Plain)
+                .with_auth(AuthMechanism::Login);
+        }
         std::thread::spawn(move || {
             server.serve().ok();
         });
-        Self { addr, state, count }
+        Self {
+            addr,
+            url: format!("smtp://{addr}"),
+            ca_file: None,
+            state,
+            count,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
+        self.url.clone()
+    }
+
+    /// The user names AUTH was tried with.
+    pub fn logins(&self) -> Vec<String> {
+        self.state
+            .logins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Refuses every session until told otherwise.
