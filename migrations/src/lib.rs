@@ -10,6 +10,7 @@ mod m20261128_000003_create_api_tokens_and_outbox;
 mod m20261128_000004_create_invite_requests;
 mod m20261128_000005_create_audit_events;
 mod m20261129_000006_index_outbox_claim;
+mod m20261129_000007_search_trigram_indexes;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_create_invite_requests::Migration),
             Box::new(m20261128_000005_create_audit_events::Migration),
             Box::new(m20261129_000006_index_outbox_claim::Migration),
+            Box::new(m20261129_000007_search_trigram_indexes::Migration),
         ]
     }
 }

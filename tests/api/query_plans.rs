@@ -1,10 +1,15 @@
 //! How the database runs the service's queries: the notifier's claim walks the partial index
-//! of waiting emails in order instead of sorting the backlog, and PostgreSQL plans each
-//! statement for its values.
+//! of waiting emails in order instead of sorting the backlog; on PostgreSQL, search reads
+//! the trigram indexes and each statement is planned for its values.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
-use usermgmt::store;
+use usermgmt::{
+    domain::{DisplayName, Email, MemberStatus},
+    store::{self, members::MemberFilter},
+};
 
 use crate::helpers::fresh_database;
 
@@ -40,6 +45,76 @@ async fn the_outbox_claim_reads_the_waiting_index_in_order() {
         !plan.contains("TEMP B-TREE"),
         "no sort of the backlog; plan:\n{plan}"
     );
+}
+
+#[tokio::test]
+async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store::connect(&fresh_database(&dir).await).await.unwrap();
+    if db.get_database_backend() != DatabaseBackend::Postgres {
+        return; // SQLite has no trigram index: its search walks the account's members.
+    }
+    store::migrate(&db).await.unwrap();
+    let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
+    let account = store::accounts::create_with_admin(
+        &db,
+        "Acme",
+        &Email::parse("admin@acme.example").unwrap(),
+        &DisplayName::parse("Alice Admin").unwrap(),
+        now,
+    )
+    .await
+    .unwrap()
+    .account_id;
+    // Over a small account, walking its members is the cheaper plan; the indexes are for
+    // accounts whose members outnumber a search's matches by far.
+    for sql in [
+        "INSERT INTO users (id, email, name, name_lower, language, activated, \
+         two_factor_enabled, created_at) \
+         SELECT gen_random_uuid(), 'member' || i || '@example.com', 'Member ' || i, \
+         'member ' || i, 'en', true, false, now() FROM generate_series(1, 5000) AS i"
+            .to_string(),
+        format!(
+            "INSERT INTO memberships (id, account_id, user_id, role, cloud_access, status, \
+             invited_at, accepted_at) \
+             SELECT gen_random_uuid(), '{account}', id, 1, '[]', '{}', now(), now() \
+             FROM users WHERE email LIKE 'member%'",
+            MemberStatus::STORED_ACTIVE
+        ),
+        // As autovacuum would: statistics, and the new index entries merged from GIN's
+        // pending list into the index proper.
+        "VACUUM ANALYZE users".to_string(),
+        "VACUUM ANALYZE memberships".to_string(),
+    ] {
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+    // The statement ListUsers sends for a search, as sent.
+    let captured: Arc<Mutex<Vec<Statement>>> = Arc::default();
+    let mut probe = db.clone();
+    let sink = captured.clone();
+    probe.set_metric_callback(move |info| {
+        sink.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(info.statement.clone());
+    });
+    let filter = MemberFilter {
+        search: Some(("lovelace".into(), None)),
+        ..MemberFilter::default()
+    };
+    let found = store::members::list(&probe, account, &filter, None, 51, now)
+        .await
+        .unwrap();
+    assert!(found.is_empty());
+    let search = captured
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop()
+        .expect("the list statement");
+
+    let plan = explain(&db, "EXPLAIN ", search, 0).await;
+
+    assert!(plan.contains("ix_users_email_trgm"), "plan:\n{plan}");
+    assert!(plan.contains("ix_users_name_lower_trgm"), "plan:\n{plan}");
 }
 
 /// The plan's lines, taken from the result column at `column`.
