@@ -51,16 +51,13 @@ use usermgmt::{
     config::{LogFormat, Settings},
     domain::{DisplayName, Email, InvitationSecret},
     grpc::pb::{self, user_management_client::UserManagementClient},
-    notifier::{Composer, Transport},
+    notifier::{BATCH, Composer, LEASE, Transport},
     store::{self, accounts::Bootstrapped},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
 
-/// What the notifier uses (`src/notifier/mod.rs`); repeated here to time its database work alone.
-const LEASE: TimeDelta = TimeDelta::minutes(2);
-const BATCH: u64 = 64;
 const MAIL_FROM: &str = "usermgmt bench <no-reply@bench.example>";
 const ACCEPT_URL: &str = "https://console.example/accept-invite";
 const SMTP_TIMEOUT: Duration = Duration::from_secs(10);

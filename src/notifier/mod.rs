@@ -28,8 +28,9 @@ use crate::config::Settings;
 use crate::store::{entity::outbox, outbox as queue};
 
 /// How long a claimed email is reserved for its sender before another replica may retry it.
-const LEASE: TimeDelta = TimeDelta::minutes(2);
-const BATCH: u64 = 64;
+pub const LEASE: TimeDelta = TimeDelta::minutes(2);
+/// How many emails one claim takes.
+pub const BATCH: u64 = 64;
 
 /// What became of one attempt to send an email, once recorded in the outbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,7 +37,6 @@ enum StartTls {
 }
 
 /// How to reach and greet the relay, read from an `smtp://` URL.
-#[derive(Debug)]
 pub struct Relay {
     host: String,
     port: u16,
@@ -45,14 +44,19 @@ pub struct Relay {
     credentials: Option<Credentials>,
     hello_name: ClientId,
     timeout: Duration,
-    /// Trusted for STARTTLS besides the public roots.
-    roots: Option<Certificate>,
+    /// How STARTTLS checks the relay's certificate, made once for every connection.
+    tls: Option<TlsParameters>,
 }
 
 impl Relay {
     /// Reads `smtp://[user:password@]host[:port][/hello-name][?tls=required|opportunistic]`,
-    /// as lettre's `from_url` does. `None` for any other scheme.
-    pub fn from_url(url: &str, timeout: Duration) -> Result<Option<Relay>, String> {
+    /// as lettre's `from_url` does. `None` for any other scheme. `roots` are trusted for
+    /// STARTTLS besides the public ones.
+    pub fn from_url(
+        url: &str,
+        timeout: Duration,
+        roots: Option<&Certificate>,
+    ) -> Result<Option<Relay>, String> {
         let url = Url::parse(url).map_err(|e| e.to_string())?;
         if url.scheme() != "smtp" {
             return Ok(None);
@@ -84,18 +88,16 @@ impl Relay {
         };
         Ok(Some(Relay {
             port: url.port().unwrap_or(default_port),
-            host,
             start_tls,
             credentials,
             hello_name,
+            tls: match start_tls {
+                StartTls::Never => None,
+                _ => Some(tls_parameters(host.clone(), roots)?),
+            },
+            host,
             timeout,
-            roots: None,
         }))
-    }
-
-    /// Trusts these root certificates too when the relay's TLS certificate is checked.
-    pub fn trusting(self, roots: Option<Certificate>) -> Self {
-        Relay { roots, ..self }
     }
 
     async fn open(&self) -> Result<AsyncSmtpConnection, String> {
@@ -112,14 +114,9 @@ impl Relay {
             StartTls::Opportunistic => connection.can_starttls(),
             StartTls::Required => true,
         };
-        if start_tls {
-            let mut parameters = TlsParameters::builder(self.host.clone());
-            if let Some(roots) = &self.roots {
-                parameters = parameters.add_root_certificate(roots.clone());
-            }
-            let parameters = parameters.build().map_err(|e| e.to_string())?;
+        if let Some(tls) = self.tls.as_ref().filter(|_| start_tls) {
             connection
-                .starttls(parameters, &self.hello_name)
+                .starttls(tls.clone(), &self.hello_name)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -131,6 +128,18 @@ impl Relay {
         }
         Ok(connection)
     }
+}
+
+/// How TLS checks the certificate of `host`: against the public roots and `roots`.
+pub(super) fn tls_parameters(
+    host: String,
+    roots: Option<&Certificate>,
+) -> Result<TlsParameters, String> {
+    let mut parameters = TlsParameters::builder(host);
+    if let Some(roots) = roots {
+        parameters = parameters.add_root_certificate(roots.clone());
+    }
+    parameters.build().map_err(|e| e.to_string())
 }
 
 impl managed::Manager for Relay {
@@ -209,7 +218,7 @@ mod tests {
     use super::*;
 
     fn relay(url: &str) -> Relay {
-        Relay::from_url(url, Duration::from_secs(1))
+        Relay::from_url(url, Duration::from_secs(1), None)
             .unwrap()
             .unwrap()
     }
@@ -242,11 +251,11 @@ mod tests {
     fn other_schemes_are_left_to_lettre_and_bad_urls_refused() {
         let timeout = Duration::from_secs(1);
         assert!(
-            Relay::from_url("smtps://mail.example.com", timeout)
+            Relay::from_url("smtps://mail.example.com", timeout, None)
                 .unwrap()
                 .is_none()
         );
-        assert!(Relay::from_url("smtp://mail.example.com?tls=sometimes", timeout).is_err());
-        assert!(Relay::from_url("not a url", timeout).is_err());
+        assert!(Relay::from_url("smtp://mail.example.com?tls=sometimes", timeout, None).is_err());
+        assert!(Relay::from_url("not a url", timeout, None).is_err());
     }
 }

@@ -9,12 +9,12 @@ use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     transport::smtp::{
         PoolConfig,
-        client::{Certificate, Tls, TlsParameters},
+        client::{Certificate, Tls},
     },
 };
 use uuid::Uuid;
 
-use super::relay::{Relay, RelayPool};
+use super::relay::{Relay, RelayPool, tls_parameters};
 
 pub enum Transport {
     /// An `smtp://` relay, on connections opened with `TCP_NODELAY`.
@@ -37,11 +37,8 @@ impl Transport {
     ) -> Result<Self, String> {
         let unusable = |e: String| format!("USERMGMT_SMTP_URL is not usable: {e}");
         let roots = ca_file.map(read_roots).transpose()?;
-        if let Some(relay) = Relay::from_url(url, timeout).map_err(unusable)? {
-            return Ok(Transport::Smtp(RelayPool::new(
-                relay.trusting(roots),
-                pool_size,
-            )?));
+        if let Some(relay) = Relay::from_url(url, timeout, roots.as_ref()).map_err(unusable)? {
+            return Ok(Transport::Smtp(RelayPool::new(relay, pool_size)?));
         }
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| unusable(e.to_string()))?
@@ -52,10 +49,7 @@ impl Transport {
                 .ok()
                 .and_then(|url| url.host_str().map(str::to_string))
                 .ok_or_else(|| unusable("the URL names no host".into()))?;
-            let parameters = TlsParameters::builder(host)
-                .add_root_certificate(roots)
-                .build()
-                .map_err(|e| unusable(e.to_string()))?;
+            let parameters = tls_parameters(host, Some(&roots)).map_err(unusable)?;
             builder = builder.tls(Tls::Wrapper(parameters));
         }
         Ok(Transport::Smtps(builder.build()))
