@@ -4,7 +4,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DatabaseConnection;
 use tokio::{
     net::TcpListener,
     sync::{Notify, broadcast, watch},
@@ -16,12 +16,14 @@ use crate::config::Settings;
 use crate::grpc::{AccessLogLayer, AuthLayer, TokenApi, UserApi, pb};
 use crate::notifier::{Delivery, Notifier};
 use crate::service::{JwtVerifier, UserService};
-use crate::store;
+use crate::store::{self, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("database: {0}")]
-    Database(#[from] DbErr),
+    #[error("{0}")]
+    Store(#[from] store::Error),
+    #[error("{0}")]
+    Service(#[from] crate::service::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -50,10 +52,43 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
+fn users(
+    settings: &Settings,
+    store: Store,
+    clock: SharedClock,
+    outbox_wake: Arc<Notify>,
+) -> Result<UserService, AppError> {
+    let jwt = JwtVerifier::from_settings(
+        settings.jwt_secret.as_deref(),
+        settings.jwt_public_key_file.as_deref(),
+    )
+    .map_err(AppError::Jwt)?;
+    Ok(UserService::new(
+        store,
+        clock,
+        settings.invitation_ttl,
+        outbox_wake,
+        jwt,
+    ))
+}
+
+/// The use cases on the settings' database, migrated, without serving them: for the
+/// operator's commands. Emails they queue are sent by a running server's notifier.
+pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate().await?;
+    users(
+        settings,
+        store,
+        Arc::new(SystemClock),
+        Arc::new(Notify::new()),
+    )
+}
+
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
-    db: DatabaseConnection,
+    store: Store,
     users: UserService,
     notifier: Option<Notifier>,
     outbox_wake: Arc<Notify>,
@@ -69,8 +104,8 @@ impl Application {
         settings: &Settings,
         clock: SharedClock,
     ) -> Result<Self, AppError> {
-        let db = store::connect(&settings.database_url).await?;
-        store::migrate(&db).await?;
+        let store = Store::connect(&settings.database_url).await?;
+        store.migrate().await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .map_err(|source| AppError::Bind {
@@ -87,7 +122,7 @@ impl Application {
             Some(
                 Notifier::from_settings(
                     settings,
-                    db.clone(),
+                    store.clone(),
                     clock.clone(),
                     outbox_wake.clone(),
                     deliveries.clone(),
@@ -97,22 +132,11 @@ impl Application {
         } else {
             None
         };
-        let jwt = JwtVerifier::from_settings(
-            settings.jwt_secret.as_deref(),
-            settings.jwt_public_key_file.as_deref(),
-        )
-        .map_err(AppError::Jwt)?;
-        let users = UserService::new(
-            db.clone(),
-            clock,
-            settings.invitation_ttl,
-            outbox_wake.clone(),
-            jwt,
-        );
+        let users = users(settings, store.clone(), clock, outbox_wake.clone())?;
         Ok(Self {
             listener,
             local_addr,
-            db,
+            store,
             users,
             notifier,
             outbox_wake,
@@ -129,7 +153,12 @@ impl Application {
     }
 
     pub fn db(&self) -> &DatabaseConnection {
-        &self.db
+        self.store.connection()
+    }
+
+    /// The use cases this application serves.
+    pub fn users(&self) -> &UserService {
+        &self.users
     }
 
     /// Every recorded outcome of the notifier's sends, from now on.
@@ -189,7 +218,7 @@ impl Application {
         {
             tracing::error!(%error, "notifier task failed");
         }
-        self.db.close().await?;
+        self.store.close().await?;
         tracing::info!("stopped");
         Ok(())
     }

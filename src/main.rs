@@ -3,11 +3,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::json;
 use usermgmt::{
-    app::{AppError, Application},
-    clock::{Clock, SystemClock},
+    app::{self, Application},
     config::{Cli, Command, Settings},
-    domain::{DisplayName, Email},
-    store, telemetry,
+    domain::{DisplayName, Email, Role},
+    service::NewAccount,
+    telemetry,
 };
 
 #[tokio::main]
@@ -51,16 +51,8 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 async fn serve(settings: &Settings) -> CliResult {
     let app = Application::build(settings).await?;
-    let (email, name) = administrator("admin@example.com", None)?;
-    let first = store::accounts::create_first_with_admin(
-        app.db(),
-        "Default account",
-        &email,
-        &name,
-        SystemClock.now(),
-    )
-    .await?;
-    if let Some(created) = first {
+    let first = NewAccount::parse("Default account", "admin@example.com", None)?;
+    if let Some(created) = app.users().create_first_account(&first).await? {
         println!(
             "Created account {} with administrator admin@example.com ({}).\n\
              Its API token, shown only this once:\n\n    {}\n\n\
@@ -76,8 +68,7 @@ async fn serve(settings: &Settings) -> CliResult {
 }
 
 async fn migrate(settings: &Settings) -> CliResult {
-    let db = store::connect(&settings.database_url).await?;
-    store::migrate(&db).await.map_err(AppError::from)?;
+    app::service(settings).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -88,9 +79,8 @@ async fn bootstrap(
     admin_email: &str,
     admin_name: Option<&str>,
 ) -> CliResult {
-    let db = store::connect(&settings.database_url).await?;
-    store::migrate(&db).await?;
-    let created = create_account(&db, account_name, admin_email, admin_name).await?;
+    let new = NewAccount::parse(account_name, admin_email, admin_name)?;
+    let created = app::service(settings).await?.create_account(&new).await?;
     println!(
         "{}",
         json!({
@@ -102,42 +92,6 @@ async fn bootstrap(
     Ok(())
 }
 
-async fn create_account(
-    db: &sea_orm::DatabaseConnection,
-    account_name: &str,
-    admin_email: &str,
-    admin_name: Option<&str>,
-) -> Result<store::accounts::Bootstrapped, Box<dyn std::error::Error>> {
-    let account_name =
-        DisplayName::parse(account_name).map_err(|e| format!("--account-name {e}"))?;
-    let (email, name) = administrator(admin_email, admin_name)?;
-    Ok(store::accounts::create_with_admin(
-        db,
-        account_name.as_str(),
-        &email,
-        &name,
-        SystemClock.now(),
-    )
-    .await?)
-}
-
-/// The first administrator's email, and their name (the email's local part by default).
-fn administrator(
-    admin_email: &str,
-    admin_name: Option<&str>,
-) -> Result<(Email, DisplayName), Box<dyn std::error::Error>> {
-    let email = Email::parse(admin_email).map_err(|e| format!("--admin-email {e}"))?;
-    let local_part = email
-        .as_str()
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let name = DisplayName::parse(admin_name.unwrap_or(&local_part))
-        .map_err(|e| format!("--admin-name {e}"))?;
-    Ok((email, name))
-}
-
 async fn issue_token(
     settings: &Settings,
     account_id: uuid::Uuid,
@@ -145,51 +99,23 @@ async fn issue_token(
     role: Option<&str>,
     name: &str,
 ) -> CliResult {
-    use usermgmt::{
-        domain::{ApiTokenSecret, Role},
-        store::{Actor, tokens::NewToken},
-    };
-    let db = store::connect(&settings.database_url).await?;
-    store::migrate(&db).await?;
     let email = Email::parse(email).map_err(|e| format!("--email {e}"))?;
     let name = DisplayName::parse(name).map_err(|e| format!("--name {e}"))?;
-    let user = store::members::find_user_by_email(&db, &email)
+    let role = role
+        .map(|slug| Role::from_slug(slug).ok_or(format!("--role {slug:?} is not a role")))
+        .transpose()?;
+    let issued = app::service(settings)
         .await?
-        .ok_or("no user has this email")?;
-    let membership = store::members::find_active_membership(&db, account_id, user.id)
-        .await?
-        .ok_or("the user is not an active member of this account")?;
-    let member_role =
-        Role::from_id(membership.role).ok_or("the member's stored role is not valid")?;
-    let role = match role {
-        None => member_role,
-        Some(slug) => Role::from_slug(slug).ok_or(format!("--role {slug:?} is not a role"))?,
-    };
-    if role > member_role {
-        return Err(format!(
-            "--role may not be higher than the member's ({})",
-            member_role.slug()
-        )
-        .into());
-    }
-    let secret = ApiTokenSecret::generate();
-    let actor = Actor {
-        user_id: user.id,
-        request_id: "cli:issue-token",
-        now: SystemClock.now(),
-    };
-    let new = NewToken {
-        account_id,
-        name: name.as_str(),
-        description: "",
-        role,
-        expires_at: None,
-        secret: &secret,
-    };
-    let token = store::tokens::create(&db, &new, &actor).await?;
+        .issue_token_for(account_id, &email, role, name)
+        .await?;
     println!(
         "{}",
-        json!({ "token_id": token.id, "user_id": user.id, "role": role.slug(), "api_token": secret.expose() })
+        json!({
+            "token_id": issued.token.id,
+            "user_id": issued.token.issuer_id,
+            "role": issued.token.role.slug(),
+            "api_token": issued.secret.expose(),
+        })
     );
     Ok(())
 }

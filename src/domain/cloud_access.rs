@@ -35,6 +35,16 @@ impl CloudAccess {
         }
     }
 
+    /// The access as stored and as the audit trail shows it (JSON).
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads [`CloudAccess::to_text`]'s form.
+    pub fn from_text(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
     /// Project scope with every project at most once and positive ids.
     pub fn projects(roles: Vec<ProjectRole>) -> Result<Self, String> {
         if roles.is_empty() {
@@ -97,7 +107,7 @@ mod tests {
             role: ProjectCloudRole::InternalNetworkOnlyUser,
         }])
         .unwrap();
-        let json = serde_json::to_string(&access).unwrap();
-        assert_eq!(serde_json::from_str::<CloudAccess>(&json).unwrap(), access);
+        assert_eq!(CloudAccess::from_text(&access.to_text()), Some(access));
+        assert_eq!(CloudAccess::from_text("{\"scope\":\"nowhere\"}"), None);
     }
 }

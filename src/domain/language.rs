@@ -1,5 +1,9 @@
-/// The user's interface language and the language of every email sent to them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use serde::{Deserialize, Serialize};
+
+/// The user's interface language and the language of every email sent to them. Serialised
+/// as its ISO 639-1 code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Language {
     En,
     De,

@@ -9,17 +9,13 @@ pub enum MemberStatus {
 }
 
 impl MemberStatus {
-    /// Stored value of an accepted membership.
-    pub const STORED_ACTIVE: &'static str = "active";
-    /// Stored value of a pending membership; it reads EXPIRED once its link has expired.
-    pub const STORED_INVITED: &'static str = "invited";
-
+    /// An accepted membership is active; a pending one reads EXPIRED once its link expired.
     pub fn at(
-        stored: &str,
+        accepted: bool,
         invitation_expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Self {
-        if stored == Self::STORED_ACTIVE {
+        if accepted {
             return MemberStatus::Active;
         }
         match invitation_expires_at {
@@ -39,16 +35,13 @@ mod tests {
         let now = Utc::now();
         let later = now + TimeDelta::hours(24);
         assert_eq!(
-            MemberStatus::at("invited", Some(later), now),
+            MemberStatus::at(false, Some(later), now),
             MemberStatus::Invited
         );
         assert_eq!(
-            MemberStatus::at("invited", Some(later), later),
+            MemberStatus::at(false, Some(later), later),
             MemberStatus::Expired
         );
-        assert_eq!(
-            MemberStatus::at("active", None, later),
-            MemberStatus::Active
-        );
+        assert_eq!(MemberStatus::at(true, None, later), MemberStatus::Active);
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
+use crate::domain::Refusal;
 use crate::service::Error;
 
 const DOMAIN: &str = "usermgmt";
@@ -21,6 +22,99 @@ fn with_info(
         message,
         ErrorDetails::with_error_info(reason, DOMAIN, metadata),
     )
+}
+
+fn ids(pairs: [(&str, uuid::Uuid); 2]) -> HashMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(key, id)| (key.to_string(), id.to_string()))
+        .collect()
+}
+
+/// A rule's refusal: exhaustive too, so a new refusal needs its code decided here.
+fn refused(refusal: Refusal, message: String) -> Status {
+    match refusal {
+        Refusal::AdministratorRequired { .. } => with_info(
+            Code::PermissionDenied,
+            message,
+            "ADMINISTRATOR_REQUIRED",
+            HashMap::new(),
+        ),
+        Refusal::FieldsNotEditable(_) => with_info(
+            Code::PermissionDenied,
+            message,
+            "FIELD_NOT_EDITABLE",
+            HashMap::new(),
+        ),
+        Refusal::TokenRoleAboveIssuer => with_info(
+            Code::PermissionDenied,
+            message,
+            "ROLE_ABOVE_CALLER",
+            HashMap::new(),
+        ),
+        Refusal::ExpiryNotInFuture => Status::with_error_details(
+            Code::InvalidArgument,
+            message,
+            ErrorDetails::with_bad_request(vec![FieldViolation::new(
+                "expires_at",
+                "must be in the future",
+            )]),
+        ),
+        Refusal::LastAdministrator => with_info(
+            Code::FailedPrecondition,
+            message,
+            "LAST_ADMINISTRATOR",
+            HashMap::new(),
+        ),
+        Refusal::TokenRoleAboveNewRole => with_info(
+            Code::FailedPrecondition,
+            message,
+            "USER_HAS_HIGHER_ROLE_TOKEN",
+            HashMap::new(),
+        ),
+        Refusal::HasLiveTokens => with_info(
+            Code::FailedPrecondition,
+            message,
+            "USER_HAS_ACTIVE_TOKENS",
+            HashMap::new(),
+        ),
+        Refusal::TooManyTokens { .. } => with_info(
+            Code::ResourceExhausted,
+            message,
+            "API_TOKEN_LIMIT_REACHED",
+            HashMap::new(),
+        ),
+        Refusal::AlreadyMember {
+            account_id,
+            user_id,
+        } => with_info(
+            Code::AlreadyExists,
+            message,
+            "ALREADY_INVITED",
+            ids([("account_id", account_id), ("user_id", user_id)]),
+        ),
+        Refusal::InvitationAccepted {
+            account_id,
+            user_id,
+        } => with_info(
+            Code::FailedPrecondition,
+            message,
+            "INVITATION_ALREADY_ACCEPTED",
+            ids([("account_id", account_id), ("user_id", user_id)]),
+        ),
+        Refusal::ResendTooSoon {
+            user_id,
+            retry_after,
+        } => {
+            let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+            details.set_error_info(
+                "RESEND_TOO_SOON",
+                DOMAIN,
+                HashMap::from([("user_id".into(), user_id.to_string())]),
+            );
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
+    }
 }
 
 impl From<Error> for Status {
@@ -43,9 +137,7 @@ impl From<Error> for Status {
                 "UNAUTHENTICATED",
                 HashMap::new(),
             ),
-            Error::PermissionDenied { reason, .. } => {
-                with_info(Code::PermissionDenied, message, reason, HashMap::new())
-            }
+            Error::Refused(refusal) => refused(refusal, message),
             Error::AccountNotFound(account_id) => with_info(
                 Code::NotFound,
                 message,
@@ -64,42 +156,6 @@ impl From<Error> for Status {
                     ("user_id".into(), user_id.to_string()),
                 ]),
             ),
-            Error::AlreadyInvited {
-                account_id,
-                user_id,
-            } => with_info(
-                Code::AlreadyExists,
-                message,
-                "ALREADY_INVITED",
-                HashMap::from([
-                    ("account_id".into(), account_id.to_string()),
-                    ("user_id".into(), user_id.to_string()),
-                ]),
-            ),
-            Error::InvitationAccepted {
-                account_id,
-                user_id,
-            } => with_info(
-                Code::FailedPrecondition,
-                message,
-                "INVITATION_ALREADY_ACCEPTED",
-                HashMap::from([
-                    ("account_id".into(), account_id.to_string()),
-                    ("user_id".into(), user_id.to_string()),
-                ]),
-            ),
-            Error::ResendTooSoon {
-                user_id,
-                retry_after,
-            } => {
-                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
-                details.set_error_info(
-                    "RESEND_TOO_SOON",
-                    DOMAIN,
-                    HashMap::from([("user_id".into(), user_id.to_string())]),
-                );
-                Status::with_error_details(Code::ResourceExhausted, message, details)
-            }
             Error::InvitationNotFound => with_info(
                 Code::NotFound,
                 message,
@@ -110,30 +166,6 @@ impl From<Error> for Status {
                 Code::FailedPrecondition,
                 message,
                 "INVITATION_EXPIRED",
-                HashMap::new(),
-            ),
-            Error::UserHasActiveTokens => with_info(
-                Code::FailedPrecondition,
-                message,
-                "USER_HAS_ACTIVE_TOKENS",
-                HashMap::new(),
-            ),
-            Error::LastAdministrator => with_info(
-                Code::FailedPrecondition,
-                message,
-                "LAST_ADMINISTRATOR",
-                HashMap::new(),
-            ),
-            Error::TokenRoleAboveUserRole => with_info(
-                Code::FailedPrecondition,
-                message,
-                "USER_HAS_HIGHER_ROLE_TOKEN",
-                HashMap::new(),
-            ),
-            Error::TooManyTokens => with_info(
-                Code::ResourceExhausted,
-                message,
-                "API_TOKEN_LIMIT_REACHED",
                 HashMap::new(),
             ),
             Error::TokenNotFound {
@@ -194,9 +226,7 @@ mod tests {
 
     #[test]
     fn storage_failures_say_nothing_of_their_cause() {
-        let status = Status::from(Error::Storage(sea_orm::DbErr::Custom(
-            "SELECT secret FROM users".into(),
-        )));
+        let status = Status::from(Error::Storage("SELECT secret FROM users".into()));
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "Internal error");
         assert_eq!(status.get_details_error_info().unwrap().reason, "INTERNAL");

@@ -23,10 +23,10 @@ impl pb::api_tokens_server::ApiTokens for TokenApi {
     ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
         let caller = caller(&request)?;
         let new = convert::create_token(request.into_inner())?;
-        let (token, secret) = self.users.create_token(&caller, new).await?;
+        let issued = self.users.create_token(&caller, new).await?;
         Ok(Response::new(pb::CreateApiTokenResponse {
-            token: Some(convert::token(token)),
-            secret: secret.expose().to_string(),
+            secret: issued.secret.expose().to_string(),
+            token: Some(convert::token(issued.token)),
         }))
     }
 

@@ -61,10 +61,10 @@ impl pb::user_management_server::UserManagement for UserApi {
             .map(|id| id.0.clone())
             .unwrap_or_default();
         let (token, password) = convert::accept(request.into_inner())?;
-        let (account_id, user_id) = self.users.accept(&token, password, &request_id).await?;
+        let accepted = self.users.accept(&token, password, &request_id).await?;
         Ok(Response::new(pb::AcceptInvitationResponse {
-            user_id: user_id.to_string(),
-            account_id: account_id.to_string(),
+            user_id: accepted.user_id.to_string(),
+            account_id: accepted.account_id.to_string(),
         }))
     }
 

@@ -7,7 +7,7 @@ mod relay;
 mod render;
 mod transport;
 
-pub use render::{InvitationEmail, Templates};
+pub use render::Templates;
 pub use transport::Transport;
 
 use std::{sync::Arc, time::Duration};
@@ -19,13 +19,13 @@ use lettre::{
     message::{Mailbox, MultiPart},
 };
 use rand::Rng;
-use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::store::{entity::outbox, outbox as queue};
+use crate::domain::InvitationEmail;
+use crate::store::{self, OutboxEmail, Store};
 
 /// How long a claimed email is reserved for its sender before another replica may retry it.
 pub const LEASE: TimeDelta = TimeDelta::minutes(2);
@@ -66,7 +66,7 @@ impl RetryPolicy {
 }
 
 pub struct Notifier {
-    db: DatabaseConnection,
+    store: Store,
     clock: SharedClock,
     transport: Transport,
     composer: Composer,
@@ -80,7 +80,7 @@ pub struct Notifier {
 impl Notifier {
     pub fn from_settings(
         settings: &Settings,
-        db: DatabaseConnection,
+        store: Store,
         clock: SharedClock,
         wake: Arc<Notify>,
         deliveries: broadcast::Sender<Delivery>,
@@ -95,7 +95,7 @@ impl Notifier {
             None => Transport::files(&settings.mail_dir)?,
         };
         Ok(Self {
-            db,
+            store,
             clock,
             transport,
             composer: Composer::new(&settings.mail_from, &settings.accept_url)?,
@@ -129,9 +129,12 @@ impl Notifier {
     }
 
     /// Sends every due email, batch by batch.
-    async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<(), DbErr> {
+    async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<(), store::Error> {
         while !*stop.borrow() {
-            let batch = queue::claim_due(&self.db, self.clock.now(), LEASE, BATCH).await?;
+            let batch = self
+                .store
+                .claim_emails(self.clock.now(), LEASE, BATCH)
+                .await?;
             if batch.is_empty() {
                 break;
             }
@@ -144,7 +147,7 @@ impl Notifier {
 
     /// Until the next waiting email falls due, at most the poll interval.
     async fn pause(&self) -> Duration {
-        match queue::next_due_at(&self.db).await {
+        match self.store.next_email_due_at().await {
             Ok(Some(due)) => (due - self.clock.now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -154,28 +157,33 @@ impl Notifier {
     }
 
     #[tracing::instrument(skip_all, fields(email_id = %email.id, attempt = email.attempts))]
-    async fn deliver(&self, email: outbox::Model) {
-        let outcome = match self.composer.compose(email.id, &email.payload) {
-            Ok(message) => self.transport.send(email.id, message).await,
-            Err(error) => Err(error),
+    async fn deliver(&self, email: OutboxEmail) {
+        let outcome = match &email.message {
+            Ok(message) => match self.composer.compose(email.id, message) {
+                Ok(message) => self.transport.send(email.id, message).await,
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error.clone()),
         };
         let now = self.clock.now();
         let (recorded, outcome) = match outcome {
             Ok(()) => {
                 tracing::info!("email sent");
-                (queue::mark_sent(&self.db, &email, now).await, Outcome::Sent)
+                (self.store.mark_sent(&email, now).await, Outcome::Sent)
             }
-            Err(error) if email.attempts >= self.retry.max_attempts as i32 => {
+            Err(error) if email.attempts >= self.retry.max_attempts => {
                 tracing::error!(%error, "email is dead: no attempt left");
-                let recorded = queue::mark_failed(&self.db, &email, &error, None, now).await;
+                let recorded = self.store.mark_failed(&email, &error, None, now).await;
                 (recorded, Outcome::Dead)
             }
             Err(error) => {
-                let delay = self.retry.delay(email.attempts.max(1) as u32);
+                let delay = self.retry.delay(email.attempts.max(1));
                 let retry_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "email not sent; will retry");
-                let recorded =
-                    queue::mark_failed(&self.db, &email, &error, Some(retry_at), now).await;
+                let recorded = self
+                    .store
+                    .mark_failed(&email, &error, Some(retry_at), now)
+                    .await;
                 (recorded, Outcome::WillRetry)
             }
         };
@@ -219,9 +227,7 @@ impl Composer {
 
     /// Builds the message of outbox row `id`. Its Message-ID is derived from the row, so a
     /// retried or duplicated email is recognisably the same message.
-    pub fn compose(&self, id: Uuid, payload: &str) -> Result<Message, String> {
-        let invitation: InvitationEmail =
-            serde_json::from_str(payload).map_err(|e| format!("unreadable outbox payload: {e}"))?;
+    pub fn compose(&self, id: Uuid, invitation: &InvitationEmail) -> Result<Message, String> {
         let secret = invitation
             .secret
             .as_deref()
@@ -232,7 +238,7 @@ impl Composer {
             '?'
         };
         let link = format!("{}{separator}token={secret}", self.accept_url);
-        let rendered = self.templates.render(&invitation, &link)?;
+        let rendered = self.templates.render(invitation, &link)?;
         let to = Mailbox::new(
             Some(invitation.invitee_name.clone()),
             invitation

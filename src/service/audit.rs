@@ -3,11 +3,7 @@
 use uuid::Uuid;
 
 use super::{Caller, Error, UserService, caller, page_token};
-use crate::store::{
-    self,
-    audit::{Action, Change},
-    entity::audit_event,
-};
+use crate::domain::{AuditAction, AuditEvent};
 
 #[derive(Clone, Debug)]
 pub struct AuditQuery {
@@ -15,12 +11,12 @@ pub struct AuditQuery {
     pub page_size: u64,
     pub page_token: String,
     pub target_user_id: Option<Uuid>,
-    pub action: Option<Action>,
+    pub action: Option<AuditAction>,
 }
 
 #[derive(Debug)]
 pub struct AuditPage {
-    pub events: Vec<(audit_event::Model, Action, Vec<Change>)>,
+    pub events: Vec<AuditEvent>,
     pub next_page_token: String,
 }
 
@@ -28,36 +24,29 @@ impl UserService {
     /// The account's events, newest first; administrators only.
     #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err)]
     pub async fn list_audit(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, Error> {
-        caller::administrator_of(&self.db, caller, query.account_id, "read the audit trail")
-            .await?;
-        let canonical = format!(
-            "audit|{}|{:?}|{:?}",
+        caller::administrator_of(
+            &self.store,
+            caller,
             query.account_id,
-            query.target_user_id,
-            query.action.map(Action::as_str)
-        );
-        let before = page_token::decode(&query.page_token, &canonical)?;
-        let rows = store::audit::list(
-            &self.db,
-            query.account_id,
-            query.target_user_id,
-            query.action,
-            before,
-            query.page_size + 1,
+            "read the audit trail",
         )
         .await?;
-        let (rows, next_page_token) =
-            page_token::paginate(rows, query.page_size, &canonical, |event| event.id);
-        let events = rows
-            .into_iter()
-            .map(|event| {
-                let action = Action::parse(&event.action)
-                    .ok_or(Error::Internal("stored audit action is not valid"))?;
-                let changes = serde_json::from_str(&event.changes)
-                    .map_err(|_| Error::Internal("stored audit changes are not valid"))?;
-                Ok((event, action, changes))
-            })
-            .collect::<Result<_, Error>>()?;
+        let pages = page_token::Query::new(
+            "audit",
+            &(query.account_id, query.target_user_id, query.action),
+        );
+        let before = pages.decode(&query.page_token)?;
+        let events = self
+            .store
+            .list_audit_events(
+                query.account_id,
+                query.target_user_id,
+                query.action,
+                before,
+                query.page_size + 1,
+            )
+            .await?;
+        let (events, next_page_token) = pages.paginate(events, query.page_size, |event| event.id);
         Ok(AuditPage {
             events,
             next_page_token,

@@ -1,12 +1,11 @@
 //! Who is calling, and what they may do in an account (R16).
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::{Error, JwtVerifier};
-use crate::domain::{Role, SecretHash};
-use crate::store;
+use crate::domain::{Actor, Refusal, Role, SecretHash, token::effective_role};
+use crate::store::Store;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +18,22 @@ pub struct Caller {
     pub token: Option<TokenGrant>,
 }
 
+impl Caller {
+    /// The caller as the actor of a change made at `now`.
+    pub fn actor(&self, now: DateTime<Utc>) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            request_id: self.request_id.clone(),
+            now,
+        }
+    }
+
+    /// The role of the token the caller presented, if any.
+    pub fn credential_role(&self) -> Option<Role> {
+        self.token.map(|grant| grant.role)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenGrant {
     pub token_id: Uuid,
@@ -29,8 +44,8 @@ pub struct TokenGrant {
 const MALFORMED: &str = "The authorization metadata must be `APIKey <token>` or `Bearer <jwt>`";
 
 /// Resolves the `authorization` metadata to a caller.
-pub async fn authenticate(
-    db: &DatabaseConnection,
+pub(super) async fn authenticate(
+    store: &Store,
     jwt: Option<&JwtVerifier>,
     authorization: Option<&str>,
     now: DateTime<Utc>,
@@ -46,15 +61,13 @@ pub async fn authenticate(
         .ok_or(Error::Unauthenticated(MALFORMED))?;
     let credential = credential.trim();
     if scheme.eq_ignore_ascii_case("apikey") && !credential.is_empty() {
-        let token = store::tokens::find_live_by_hash(db, &SecretHash::of(credential), now)
+        let token = store
+            .credential(&SecretHash::of(credential), now)
             .await?
             .ok_or(Error::Unauthenticated(
                 "The API token is unknown, expired or deleted",
             ))?;
-        let role = Role::from_id(token.role).ok_or(Error::Unauthenticated(
-            "The API token is unknown, expired or deleted",
-        ))?;
-        if let Err(error) = store::tokens::touch(db, &token, now).await {
+        if let Err(error) = store.touch_token(&token, now).await {
             // Only bookkeeping: the call goes on.
             tracing::warn!(%error, "cannot record the token's last use");
         }
@@ -62,9 +75,9 @@ pub async fn authenticate(
             user_id: token.issuer_id,
             request_id: String::new(),
             token: Some(TokenGrant {
-                token_id: token.id,
+                token_id: token.token_id,
                 account_id: token.account_id,
-                role,
+                role: token.role,
             }),
         })
     } else if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
@@ -82,43 +95,36 @@ pub async fn authenticate(
     }
 }
 
-/// Requires the ADMINISTRATORS role in the account.
-pub async fn administrator_of(
-    db: &DatabaseConnection,
+/// Requires the ADMINISTRATORS role in the account; `what` completes "may …".
+pub(super) async fn administrator_of(
+    store: &Store,
     caller: &Caller,
     account_id: Uuid,
-    what: &str,
+    what: &'static str,
 ) -> Result<(), Error> {
-    if role_in(db, caller, account_id).await?.is_administrator() {
+    if role_in(store, caller, account_id).await?.is_administrator() {
         Ok(())
     } else {
-        Err(Error::PermissionDenied {
-            reason: "ADMINISTRATOR_REQUIRED",
-            message: format!("Only administrators of the account may {what}"),
-        })
+        Err(Refusal::AdministratorRequired { what }.into())
     }
 }
 
 /// The caller's effective role in the account, read from the database on every call.
 /// A caller who is not an active member of the account learns nothing about it: the
 /// account answers as if it did not exist.
-pub async fn role_in(
-    db: &DatabaseConnection,
+pub(super) async fn role_in(
+    store: &Store,
     caller: &Caller,
     account_id: Uuid,
 ) -> Result<Role, Error> {
-    let not_found = Error::AccountNotFound(account_id);
     if let Some(grant) = caller.token
         && grant.account_id != account_id
     {
-        return Err(not_found);
+        return Err(Error::AccountNotFound(account_id));
     }
-    let membership = store::members::find_active_membership(db, account_id, caller.user_id)
+    let member_role = store
+        .active_role(account_id, caller.user_id)
         .await?
-        .ok_or(not_found)?;
-    let member_role = Role::from_id(membership.role).ok_or(Error::AccountNotFound(account_id))?;
-    Ok(match caller.token {
-        Some(grant) => member_role.min(grant.role),
-        None => member_role,
-    })
+        .ok_or(Error::AccountNotFound(account_id))?;
+    Ok(effective_role(member_role, caller.credential_role()))
 }

@@ -5,6 +5,9 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::domain::Refusal;
+use crate::store;
+
 /// One bad field of a request, named as in the proto.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldViolation {
@@ -27,53 +30,73 @@ impl fmt::Display for FieldViolation {
     }
 }
 
+/// A failure the client cannot fix (a database error, a corrupt row): logged with its
+/// cause, never detailed to the client.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid request: {}", join(.0))]
     InvalidArgument(Vec<FieldViolation>),
     #[error("{0}")]
     Unauthenticated(&'static str),
-    #[error("{message}")]
-    PermissionDenied {
-        reason: &'static str,
-        message: String,
-    },
+    /// A rule of the domain refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("Account {0} not found")]
     AccountNotFound(Uuid),
     #[error("User {user_id} not found in account {account_id}")]
     UserNotFound { account_id: Uuid, user_id: Uuid },
-    #[error("User {user_id} has already been invited to account {account_id}")]
-    AlreadyInvited { account_id: Uuid, user_id: Uuid },
-    #[error("User {user_id} has already accepted the invitation to account {account_id}")]
-    InvitationAccepted { account_id: Uuid, user_id: Uuid },
-    #[error("The invitation of user {user_id} was sent less than a minute ago; try again in {} s", retry_after.as_secs().max(1))]
-    ResendTooSoon {
-        user_id: Uuid,
-        retry_after: std::time::Duration,
-    },
     #[error(
         "This invitation link is not valid: it is unknown, was already used, or was replaced by a newer invitation"
     )]
     InvitationNotFound,
     #[error("This invitation has expired. An administrator of the account can resend it.")]
     InvitationExpired,
-    #[error("You can't remove the user as they have active tokens.")]
-    UserHasActiveTokens,
-    #[error("An account must keep at least one administrator.")]
-    LastAdministrator,
-    #[error("The specified user has issued a token with a higher role.")]
-    TokenRoleAboveUserRole,
-    #[error("The account holds 100 live API tokens, the most it may; delete one first.")]
-    TooManyTokens,
     #[error("API token {token_id} not found in account {account_id}")]
     TokenNotFound { account_id: Uuid, token_id: Uuid },
     /// Something failed that the client cannot fix; logged, never detailed to the client.
     #[error("{0}")]
     Internal(&'static str),
-    /// The database failed; the cause is logged, never sent to the client.
-    #[error("storage failure")]
-    Storage(#[from] sea_orm::DbErr),
+    /// The storage failed; the cause is logged, never sent to the client.
+    #[error("storage failure: {0}")]
+    Storage(Cause),
 }
+
+/// The one mapping from the store's errors to the service's.
+impl From<store::Error> for Error {
+    fn from(error: store::Error) -> Self {
+        match error {
+            store::Error::Refused(refusal) => Error::Refused(refusal),
+            store::Error::AccountNotFound(account_id) => Error::AccountNotFound(account_id),
+            store::Error::MemberNotFound {
+                account_id,
+                user_id,
+            } => Error::UserNotFound {
+                account_id,
+                user_id,
+            },
+            store::Error::TokenNotFound {
+                account_id,
+                token_id,
+            } => Error::TokenNotFound {
+                account_id,
+                token_id,
+            },
+            store::Error::InvitationNotFound => Error::InvitationNotFound,
+            store::Error::InvitationExpired => Error::InvitationExpired,
+            store::Error::PasswordRequired => Error::invalid("password", PASSWORD_REQUIRED),
+            store::Error::RequestIdReused => {
+                Error::invalid("request_id", "was already used for a different invitation")
+            }
+            store::Error::Corrupt(_) | store::Error::Conflict(_) | store::Error::Database(_) => {
+                Error::Storage(Box::new(error))
+            }
+        }
+    }
+}
+
+pub(super) const PASSWORD_REQUIRED: &str = "is required to create the new user's password";
 
 fn join(violations: &[FieldViolation]) -> String {
     violations

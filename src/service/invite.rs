@@ -2,10 +2,11 @@
 
 use uuid::Uuid;
 
-use super::{Caller, Error, MemberView, UserService, caller};
-use crate::domain::{CloudAccess, DisplayName, Email, InvitationSecret, Language, Role};
-use crate::store::Actor;
-use crate::store::members::{InviteError, InviteRequestId, NewInvitation, invite};
+use super::{Caller, Error, UserService, caller};
+use crate::domain::{
+    CloudAccess, DisplayName, Email, InvitationSecret, Language, Member, Role, SecretHash,
+};
+use crate::store::{self, InviteRequestId, Invited, NewInvitation};
 
 /// A validated invitation request.
 #[derive(Debug)]
@@ -32,7 +33,7 @@ impl Invite {
             self.role.id(),
             cloud_access,
         ]);
-        crate::domain::SecretHash::of(&canonical.to_string()).into_string()
+        SecretHash::of(&canonical.to_string()).into_string()
     }
 }
 
@@ -42,8 +43,8 @@ const ATTEMPTS: usize = 3;
 
 impl UserService {
     #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
-    pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<MemberView, Error> {
-        caller::administrator_of(&self.db, caller, request.account_id, "invite users").await?;
+    pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<Member, Error> {
+        caller::administrator_of(&self.store, caller, request.account_id, "invite users").await?;
         let cloud_access = request
             .cloud_access
             .clone()
@@ -51,23 +52,17 @@ impl UserService {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let now = self.clock.now();
+            let actor = self.actor(caller);
             let secret = InvitationSecret::generate();
-            let actor = Actor {
-                user_id: caller.user_id,
-                request_id: &caller.request_id,
-                now,
-            };
             let new = NewInvitation {
                 account_id: request.account_id,
-                actor: &actor,
                 email: &request.email,
                 name: &request.name,
                 language: request.language,
                 role: request.role,
                 cloud_access: &cloud_access,
                 secret: &secret,
-                expires_at: now + self.invitation_ttl,
+                expires_at: actor.now + self.invitation_ttl,
                 request: request
                     .request_id
                     .as_ref()
@@ -76,47 +71,20 @@ impl UserService {
                         request_hash: request.fingerprint(&cloud_access),
                     }),
             };
-            match invite(&self.db, &new).await {
-                Ok((member, kind)) => {
+            match self.store.invite(&new, &actor).await {
+                Ok(Invited::Created { member, kind }) => {
                     self.outbox_wake.notify_one();
-                    tracing::info!(
-                        user_id = %member.1.id,
-                        kind = kind.as_str(),
-                        "user invited"
-                    );
-                    return MemberView::from_rows(member, now);
+                    tracing::info!(user_id = %member.user_id, kind = kind.as_str(), "user invited");
+                    return Ok(member);
                 }
-                Err(InviteError::Repeated {
-                    account_id,
-                    user_id,
-                }) => {
-                    tracing::info!(%user_id, "repeated invitation request answered again");
-                    let member = crate::store::members::find(&self.db, account_id, user_id)
-                        .await?
-                        .ok_or(Error::UserNotFound {
-                            account_id,
-                            user_id,
-                        })?;
-                    return MemberView::from_rows(member, self.clock.now());
+                Ok(Invited::Repeated(member)) => {
+                    tracing::info!(user_id = %member.user_id, "repeated invitation request answered again");
+                    return Ok(member);
                 }
-                Err(InviteError::RequestIdReused) => {
-                    return Err(Error::invalid(
-                        "request_id",
-                        "was already used for a different invitation",
-                    ));
-                }
-                Err(InviteError::AlreadyMember { user_id }) => {
-                    return Err(Error::AlreadyInvited {
-                        account_id: request.account_id,
-                        user_id,
-                    });
-                }
-                Err(InviteError::Db(err))
-                    if attempt < ATTEMPTS && crate::store::is_unique_violation(&err) =>
-                {
+                Err(store::Error::Conflict(_)) if attempt < ATTEMPTS => {
                     tracing::debug!("concurrent invitation of the same email; retrying");
                 }
-                Err(InviteError::Db(err)) => return Err(Error::Storage(err)),
+                Err(error) => return Err(error.into()),
             }
         }
     }

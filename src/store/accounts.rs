@@ -2,15 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    DbErr, EntityTrait, PaginatorTrait,
 };
 use uuid::Uuid;
 
 use super::entity::{account, api_token, membership, user};
-use crate::domain::{
-    ApiTokenSecret, CloudAccess, DisplayName, Email, Language, MemberStatus, Role,
-};
+use super::rows::ACTIVE;
+use super::{Error, Store, members};
+use crate::domain::{ApiTokenSecret, CloudAccess, DisplayName, Email, Language, Role};
 
 /// What bootstrapping made; the secret is shown once and never stored.
 pub struct Bootstrapped {
@@ -21,48 +21,50 @@ pub struct Bootstrapped {
 
 /// Creates an account with one active administrator and a permanent administrator API
 /// token issued by them. An administrator whose email already has a user is that user.
-#[tracing::instrument(skip_all, err)]
-pub async fn create_with_admin(
-    db: &DatabaseConnection,
-    account_name: &str,
-    admin_email: &Email,
-    admin_name: &DisplayName,
-    now: DateTime<Utc>,
-) -> Result<Bootstrapped, DbErr> {
-    let tx = super::begin_write(db).await?;
-    let created = insert_with_admin(&tx, account_name, admin_email, admin_name, now).await?;
-    tx.commit().await?;
-    Ok(created)
-}
+impl Store {
+    #[tracing::instrument(skip_all, err)]
+    pub async fn create_account(
+        &self,
+        account_name: &DisplayName,
+        admin_email: &Email,
+        admin_name: &DisplayName,
+        now: DateTime<Utc>,
+    ) -> Result<Bootstrapped, Error> {
+        let tx = self.begin_write().await?;
+        let created = insert_with_admin(&tx, account_name, admin_email, admin_name, now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
 
-/// As [`create_with_admin`], but only while the database holds no account: replicas
-/// starting together on an empty database create one account between them.
-#[tracing::instrument(skip_all, err)]
-pub async fn create_first_with_admin(
-    db: &DatabaseConnection,
-    account_name: &str,
-    admin_email: &Email,
-    admin_name: &DisplayName,
-    now: DateTime<Utc>,
-) -> Result<Option<Bootstrapped>, DbErr> {
-    let tx = super::begin_write(db).await?;
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        // Conflicts with itself and with inserts: a second replica waits here, then
-        // finds the first one's account. SQLite's BEGIN IMMEDIATE already serialises.
-        tx.execute_unprepared("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
-            .await?;
+    /// As [`Store::create_account`], but only while the database holds no account: replicas
+    /// starting together on an empty database create one account between them.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn create_first_account(
+        &self,
+        account_name: &DisplayName,
+        admin_email: &Email,
+        admin_name: &DisplayName,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Bootstrapped>, Error> {
+        let tx = self.begin_write().await?;
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // Conflicts with itself and with inserts: a second replica waits here, then
+            // finds the first one's account. SQLite's BEGIN IMMEDIATE already serialises.
+            tx.execute_unprepared("LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE")
+                .await?;
+        }
+        if account::Entity::find().count(&tx).await? > 0 {
+            return Ok(None);
+        }
+        let created = insert_with_admin(&tx, account_name, admin_email, admin_name, now).await?;
+        tx.commit().await?;
+        Ok(Some(created))
     }
-    if account::Entity::find().count(&tx).await? > 0 {
-        return Ok(None);
-    }
-    let created = insert_with_admin(&tx, account_name, admin_email, admin_name, now).await?;
-    tx.commit().await?;
-    Ok(Some(created))
 }
 
 async fn insert_with_admin(
     tx: &DatabaseTransaction,
-    account_name: &str,
+    account_name: &DisplayName,
     admin_email: &Email,
     admin_name: &DisplayName,
     now: DateTime<Utc>,
@@ -70,13 +72,13 @@ async fn insert_with_admin(
     let account_id = Uuid::now_v7();
     account::ActiveModel {
         id: Set(account_id),
-        name: Set(account_name.to_string()),
+        name: Set(account_name.as_str().to_string()),
         created_at: Set(now),
     }
     .insert(tx)
     .await?;
 
-    let user_id = match super::members::find_user_by_email(tx, admin_email).await? {
+    let user_id = match members::find_user_by_email(tx, admin_email).await? {
         Some(existing) => existing.id,
         None => {
             let id = Uuid::now_v7();
@@ -96,15 +98,13 @@ async fn insert_with_admin(
             id
         }
     };
-    let cloud_access = serde_json::to_string(&CloudAccess::default_for(Role::Administrators))
-        .map_err(|e| DbErr::Custom(e.to_string()))?;
     membership::ActiveModel {
         id: Set(Uuid::now_v7()),
         account_id: Set(account_id),
         user_id: Set(user_id),
         role: Set(Role::Administrators.id()),
-        cloud_access: Set(cloud_access),
-        status: Set(MemberStatus::STORED_ACTIVE.to_string()),
+        cloud_access: Set(CloudAccess::default_for(Role::Administrators).to_text()),
+        status: Set(ACTIVE.to_string()),
         invited_by: Set(None),
         invited_at: Set(now),
         invitation_expires_at: Set(None),

@@ -1,245 +1,139 @@
-//! Changing and removing members, under the account's invariants: it keeps an active
-//! administrator, and nobody's role falls below a live token they issued.
+//! Changing and removing members, under the account's lock: the facts the domain's rules
+//! need are loaded, the rules decide, and the decision is written with its audit event.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter,
 };
 use uuid::Uuid;
 
-use super::Actor;
-use super::audit::{self, Change};
-use super::entity::{account, invitation, membership};
-use super::members::{Member, find, to_json};
-use crate::domain::{CloudAccess, DisplayName, Language, MemberStatus, Role};
+use super::audit::Event;
+use super::entity::{invitation, membership};
+use super::rows::{self, ACTIVE};
+use super::{Error, Store, lock_account, members, outbox, tokens};
+use crate::domain::{
+    Actor, AuditAction, Member, MemberChanges, Role,
+    administrators::check_removal,
+    edit::{MemberFacts, apply_changes},
+};
 
-/// Serialises the changes that must keep an account's invariants (its last administrator,
-/// its token cap) by locking the account's row for the rest of the transaction. SQLite
-/// already runs one writer at a time.
-pub async fn lock_account(db: &impl ConnectionTrait, account_id: Uuid) -> Result<(), DbErr> {
-    account::Entity::find_by_id(account_id)
-        .lock_exclusive()
-        .one(db)
-        .await?;
-    Ok(())
-}
-
-/// Whether the membership is the account's only active administrator.
-async fn is_last_administrator(
+/// What the rules need to know about the member's account, read under its lock.
+async fn facts(
     db: &impl ConnectionTrait,
     membership: &membership::Model,
-) -> Result<bool, DbErr> {
-    if membership.role != Role::Administrators.id()
-        || membership.status != MemberStatus::STORED_ACTIVE
-    {
-        return Ok(false);
-    }
-    let others = membership::Entity::find()
+    now: DateTime<Utc>,
+) -> Result<MemberFacts, Error> {
+    let other_active_administrators = membership::Entity::find()
         .filter(membership::Column::AccountId.eq(membership.account_id))
         .filter(membership::Column::Role.eq(Role::Administrators.id()))
-        .filter(membership::Column::Status.eq(MemberStatus::STORED_ACTIVE))
+        .filter(membership::Column::Status.eq(ACTIVE))
         .filter(membership::Column::Id.ne(membership.id))
         .count(db)
         .await?;
-    Ok(others == 0)
+    let highest_live_token_role =
+        tokens::highest_live_role(db, membership.account_id, membership.user_id, now).await?;
+    Ok(MemberFacts {
+        other_active_administrators,
+        highest_live_token_role,
+    })
 }
 
-/// What UpdateUser changes; `None` keeps the value.
-#[derive(Debug, Default)]
-pub struct MemberChanges {
-    pub name: Option<DisplayName>,
-    pub language: Option<Language>,
-    pub role: Option<Role>,
-    pub cloud_access: Option<CloudAccess>,
-    pub two_factor_enabled: Option<bool>,
-}
+impl Store {
+    /// Applies the changes the domain allows and records the before and after.
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    pub async fn update_member(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        changes: MemberChanges,
+        actor: &Actor,
+    ) -> Result<Member, Error> {
+        let tx = self.begin_write().await?;
+        lock_account(&tx, account_id).await?;
+        let (membership, user) = members::get(&tx, account_id, user_id).await?;
+        let facts = facts(&tx, &membership, actor.now).await?;
+        let current = rows::member(membership.clone(), user.clone(), actor.now)?;
+        let edited = apply_changes(&current, changes, facts)?;
+        let after = &edited.member;
+        if after.role != current.role || after.cloud_access != current.cloud_access {
+            let mut changed = membership.into_active_model();
+            changed.role = Set(after.role.id());
+            changed.cloud_access = Set(after.cloud_access.to_text());
+            changed.update(&tx).await?;
+        }
+        if after.name != current.name
+            || after.language != current.language
+            || after.two_factor_enabled != current.two_factor_enabled
+        {
+            let mut changed = user.into_active_model();
+            changed.name = Set(after.name.clone());
+            changed.name_lower = Set(after.name.to_lowercase());
+            changed.language = Set(after.language.code().to_string());
+            changed.two_factor_enabled = Set(after.two_factor_enabled);
+            changed.update(&tx).await?;
+        }
+        if !edited.changes.is_empty() {
+            Event::new(actor, account_id, AuditAction::UserUpdated)
+                .user(user_id)
+                .changes(edited.changes)
+                .record(&tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(edited.member)
+    }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ChangeError {
-    #[error("no such member")]
-    NotFound,
-    #[error("the account's last administrator")]
-    LastAdministrator,
-    #[error("the member issued a live token with a higher role")]
-    TokenRoleAbove,
-    #[error("the member has live tokens")]
-    HasLiveTokens,
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Applies the changes the caller may make, keeping the last administrator and the rule
-/// that nobody's role falls below a live token they issued; records the before and after.
-#[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
-pub async fn update(
-    db: &DatabaseConnection,
-    account_id: Uuid,
-    user_id: Uuid,
-    changes: MemberChanges,
-    actor: &Actor<'_>,
-) -> Result<Member, ChangeError> {
-    let tx = super::begin_write(db).await?;
-    lock_account(&tx, account_id).await?;
-    let (membership, user) = find(&tx, account_id, user_id)
-        .await?
-        .ok_or(ChangeError::NotFound)?;
-    let mut log = Vec::new();
-    let mut note = |field: &str, before: String, after: String| {
-        if before != after {
-            log.push(Change {
-                field: field.into(),
-                before,
-                after,
-            });
+    /// Removes the membership of this account only. A user left with no membership can no
+    /// longer sign in (their password is cleared) but keeps name and email for the tokens
+    /// they issued; inviting them again treats them as a new user.
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    pub async fn remove_member(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        actor: &Actor,
+    ) -> Result<(), Error> {
+        let tx = self.begin_write().await?;
+        lock_account(&tx, account_id).await?;
+        let (membership, user) = members::get(&tx, account_id, user_id).await?;
+        let facts = facts(&tx, &membership, actor.now).await?;
+        let member = rows::member(membership.clone(), user.clone(), actor.now)?;
+        check_removal(
+            &member,
+            facts.other_active_administrators,
+            facts.highest_live_token_role.is_some(),
+        )?;
+        let invitation_ids: Vec<Uuid> = invitation::Entity::find()
+            .filter(invitation::Column::MembershipId.eq(membership.id))
+            .all(&tx)
+            .await?
+            .into_iter()
+            .map(|invitation| invitation.id)
+            .collect();
+        outbox::retire_for_invitations(&tx, &invitation_ids, actor.now).await?;
+        invitation::Entity::delete_many()
+            .filter(invitation::Column::MembershipId.eq(membership.id))
+            .exec(&tx)
+            .await?;
+        membership::Entity::delete_by_id(membership.id)
+            .exec(&tx)
+            .await?;
+        let elsewhere = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(user_id))
+            .count(&tx)
+            .await?;
+        if elsewhere == 0 {
+            let mut signed_out = user.into_active_model();
+            signed_out.password_hash = Set(None);
+            signed_out.activated = Set(false);
+            signed_out.update(&tx).await?;
         }
-    };
-    let mut new_membership = membership.clone().into_active_model();
-    if let Some(role) = changes.role {
-        if !role.is_administrator() && is_last_administrator(&tx, &membership).await? {
-            return Err(ChangeError::LastAdministrator);
-        }
-        let highest_token =
-            super::tokens::highest_live_role(&tx, account_id, user_id, actor.now).await?;
-        if highest_token.is_some_and(|token_role| token_role > role) {
-            return Err(ChangeError::TokenRoleAbove);
-        }
-        note("role", membership.role.to_string(), role.id().to_string());
-        new_membership.role = Set(role.id());
-        // Cloud access follows the role unless the request names it.
-        if changes.cloud_access.is_none() {
-            let access = to_json(&CloudAccess::default_for(role))?;
-            note(
-                "cloud_access",
-                membership.cloud_access.clone(),
-                access.clone(),
-            );
-            new_membership.cloud_access = Set(access);
-        }
+        Event::new(actor, account_id, AuditAction::UserDeleted)
+            .user(user_id)
+            .record(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
-    if let Some(access) = &changes.cloud_access {
-        let access = to_json(access)?;
-        note(
-            "cloud_access",
-            membership.cloud_access.clone(),
-            access.clone(),
-        );
-        new_membership.cloud_access = Set(access);
-    }
-    let mut new_user = user.clone().into_active_model();
-    if let Some(name) = &changes.name {
-        note("name", user.name.clone(), name.as_str().to_string());
-        new_user.name = Set(name.as_str().to_string());
-        new_user.name_lower = Set(name.as_str().to_lowercase());
-    }
-    if let Some(language) = changes.language {
-        note(
-            "language",
-            user.language.clone(),
-            language.code().to_string(),
-        );
-        new_user.language = Set(language.code().to_string());
-    }
-    if let Some(enabled) = changes.two_factor_enabled {
-        note(
-            "two_factor_enabled",
-            user.two_factor_enabled.to_string(),
-            enabled.to_string(),
-        );
-        new_user.two_factor_enabled = Set(enabled);
-    }
-    let membership = if new_membership.is_changed() {
-        new_membership.update(&tx).await?
-    } else {
-        membership
-    };
-    let user = if new_user.is_changed() {
-        new_user.update(&tx).await?
-    } else {
-        user
-    };
-    if !log.is_empty() {
-        audit::record(
-            &tx,
-            audit::Event {
-                account_id,
-                actor_id: Some(actor.user_id),
-                action: audit::Action::UserUpdated,
-                target_user_id: Some(user_id),
-                target_token_id: None,
-                request_id: actor.request_id.to_string(),
-                changes: log,
-                at: actor.now,
-            },
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok((membership, user))
-}
-
-/// Removes the membership of this account only. A user left with no membership can no
-/// longer sign in (their password is cleared) but keeps name and email for the tokens they
-/// issued; inviting them again treats them as a new user.
-#[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
-pub async fn remove(
-    db: &DatabaseConnection,
-    account_id: Uuid,
-    user_id: Uuid,
-    actor: &Actor<'_>,
-) -> Result<(), ChangeError> {
-    let tx = super::begin_write(db).await?;
-    lock_account(&tx, account_id).await?;
-    let (membership, user) = find(&tx, account_id, user_id)
-        .await?
-        .ok_or(ChangeError::NotFound)?;
-    if is_last_administrator(&tx, &membership).await? {
-        return Err(ChangeError::LastAdministrator);
-    }
-    if super::tokens::highest_live_role(&tx, account_id, user_id, actor.now)
-        .await?
-        .is_some()
-    {
-        return Err(ChangeError::HasLiveTokens);
-    }
-    let invitation_ids: Vec<Uuid> = invitation::Entity::find()
-        .filter(invitation::Column::MembershipId.eq(membership.id))
-        .all(&tx)
-        .await?
-        .into_iter()
-        .map(|invitation| invitation.id)
-        .collect();
-    super::outbox::retire_for_invitations(&tx, &invitation_ids, actor.now).await?;
-    invitation::Entity::delete_many()
-        .filter(invitation::Column::MembershipId.eq(membership.id))
-        .exec(&tx)
-        .await?;
-    membership::Entity::delete_by_id(membership.id)
-        .exec(&tx)
-        .await?;
-    let elsewhere = membership::Entity::find()
-        .filter(membership::Column::UserId.eq(user_id))
-        .count(&tx)
-        .await?;
-    if elsewhere == 0 {
-        let mut signed_out = user.into_active_model();
-        signed_out.password_hash = Set(None);
-        signed_out.activated = Set(false);
-        signed_out.update(&tx).await?;
-    }
-    audit::record(
-        &tx,
-        audit::Event {
-            account_id,
-            actor_id: Some(actor.user_id),
-            action: audit::Action::UserDeleted,
-            target_user_id: Some(user_id),
-            target_token_id: None,
-            request_id: actor.request_id.to_string(),
-            changes: Vec::new(),
-            at: actor.now,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }

@@ -1,304 +1,250 @@
-//! Invitations: their emails, resending (R8) and accepting (R9).
+//! Inviting (R1–R6) and resending (R8): the membership, its invitation (the secret's hash
+//! only), the outbox email and the audit event, in one transaction.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder,
 };
-use serde_json::json;
 use uuid::Uuid;
 
-use super::Actor;
-use super::audit;
-use super::entity::{account, invitation, membership, user};
-use super::members::{self, InvitationKind, Member};
-use super::outbox;
-use crate::domain::{InvitationSecret, Language, MemberStatus, SecretHash};
+use super::audit::Event;
+use super::entity::{invitation, invite_request, membership, user};
+use super::outbox::{self, Invitation};
+use super::rows::{self, INVITED};
+use super::{Error, Store, members};
+use crate::domain::{
+    Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationKind, InvitationSecret,
+    Language, Member, Role,
+    invitation::{ExistingUser, check_resend, invitation_kind},
+};
 
-/// What an invitation email says, snapshotted when it is queued.
-pub struct EmailFacts<'a> {
+/// The caller's `request_id` of an invitation (AIP-155) and a hash of what it asked.
+pub struct InviteRequestId {
+    pub request_id: String,
+    pub request_hash: String,
+}
+
+pub struct NewInvitation<'a> {
     pub account_id: Uuid,
-    pub inviter_id: Uuid,
-    pub invitee: &'a user::Model,
-    pub invitation_id: Uuid,
-    pub kind: InvitationKind,
+    pub email: &'a Email,
+    pub name: &'a DisplayName,
+    pub language: Language,
+    pub role: Role,
+    pub cloud_access: &'a CloudAccess,
     pub secret: &'a InvitationSecret,
     pub expires_at: DateTime<Utc>,
-    pub now: DateTime<Utc>,
+    pub request: Option<InviteRequestId>,
 }
 
-/// Queues the invitation email in the caller's transaction.
-pub async fn enqueue_email(db: &impl ConnectionTrait, facts: &EmailFacts<'_>) -> Result<(), DbErr> {
-    let account_name = account::Entity::find_by_id(facts.account_id)
-        .one(db)
-        .await?
-        .map(|account| account.name)
-        .unwrap_or_default();
-    let inviter_name = user::Entity::find_by_id(facts.inviter_id)
-        .one(db)
-        .await?
-        .map(|inviter| inviter.name)
-        .unwrap_or_default();
-    let language = Language::from_code(&facts.invitee.language).unwrap_or(Language::En);
-    let payload = json!({
-        "kind": facts.kind.as_str(),
-        "to": facts.invitee.email,
-        "invitee_name": facts.invitee.name,
-        "language": language.code(),
-        "account_name": account_name,
-        "inviter_name": inviter_name,
-        "expires_at": facts.expires_at,
-        "secret": facts.secret.expose(),
-    });
-    outbox::new_row(
-        "invitation",
-        Some(facts.invitation_id),
-        payload.to_string(),
-        facts.now,
-    )
-    .insert(db)
-    .await?;
-    Ok(())
+/// What an invitation did.
+#[derive(Debug)]
+pub enum Invited {
+    /// A new invitation, and the kind of email queued for it.
+    Created {
+        member: Member,
+        kind: InvitationKind,
+    },
+    /// The same `request_id` and request were seen before: the member it invited.
+    Repeated(Member),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ResendError {
-    #[error("no such member")]
-    NotFound,
-    #[error("the invitation was accepted")]
-    Accepted,
-    #[error("resent too recently")]
-    TooSoon { retry_after: TimeDelta },
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Replaces the member's pending invitation with a new one: new secret, new expiry, the
-/// same kind of email; the old link stops working and its unsent email is retired.
-pub struct Resend<'a> {
-    pub account_id: Uuid,
-    pub user_id: Uuid,
-    pub secret: &'a InvitationSecret,
-    pub expires_at: DateTime<Utc>,
-    /// A member's invitation is resent at most this often.
-    pub min_interval: TimeDelta,
-}
-
-#[tracing::instrument(skip_all, fields(account_id = %resend.account_id, user_id = %resend.user_id), err)]
-pub async fn resend(
-    db: &DatabaseConnection,
-    resend: &Resend<'_>,
-    actor: &Actor<'_>,
-) -> Result<Member, ResendError> {
-    let Resend {
-        account_id,
-        user_id,
-        secret,
-        expires_at,
-        min_interval,
-    } = *resend;
-    let (now, resender_id) = (actor.now, actor.user_id);
-    let tx = super::begin_write(db).await?;
-    let (membership, user) = members::find(&tx, account_id, user_id)
-        .await?
-        .ok_or(ResendError::NotFound)?;
-    if membership.status == MemberStatus::STORED_ACTIVE {
-        return Err(ResendError::Accepted);
-    }
-    let previous = invitation::Entity::find()
-        .filter(invitation::Column::MembershipId.eq(membership.id))
-        .order_by_desc(invitation::Column::CreatedAt)
-        .all(&tx)
-        .await?;
-    if let Some(latest) = previous.first() {
-        let since = now - latest.created_at;
-        if since < min_interval {
-            return Err(ResendError::TooSoon {
-                retry_after: min_interval - since,
-            });
+impl Store {
+    /// Invites the email into the account, creating its user when it has none (R3) and
+    /// reusing it when it has (R4).
+    #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err)]
+    pub async fn invite(&self, new: &NewInvitation<'_>, actor: &Actor) -> Result<Invited, Error> {
+        let tx = self.begin_write().await?;
+        if let Some(request) = &new.request
+            && let Some(first) =
+                invite_request::Entity::find_by_id((actor.user_id, request.request_id.clone()))
+                    .one(&tx)
+                    .await?
+        {
+            if first.request_hash != request.request_hash {
+                return Err(Error::RequestIdReused);
+            }
+            let (membership, user) = members::get(&tx, first.account_id, first.user_id).await?;
+            return Ok(Invited::Repeated(rows::member(
+                membership, user, actor.now,
+            )?));
         }
-    }
-    let kind = match previous.first().map(|latest| latest.kind.as_str()) {
-        Some("existing_user") => InvitationKind::ExistingUser,
-        _ => InvitationKind::NewUser,
-    };
-    let previous_ids: Vec<Uuid> = previous.iter().map(|old| old.id).collect();
-    invitation::Entity::delete_many()
-        .filter(invitation::Column::MembershipId.eq(membership.id))
-        .exec(&tx)
+        let existing = members::find_user_by_email(&tx, new.email).await?;
+        let facts = match &existing {
+            Some(user) => Some(ExistingUser {
+                user_id: user.id,
+                activated: user.activated,
+                member_of_account: members::find(&tx, new.account_id, user.id).await?.is_some(),
+            }),
+            None => None,
+        };
+        let kind = invitation_kind(new.account_id, facts)?;
+        let user = match existing {
+            Some(user) => user,
+            None => insert_user(&tx, new, actor.now).await?,
+        };
+        let membership = membership::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(new.account_id),
+            user_id: Set(user.id),
+            role: Set(new.role.id()),
+            cloud_access: Set(new.cloud_access.to_text()),
+            status: Set(INVITED.to_string()),
+            invited_by: Set(Some(actor.user_id)),
+            invited_at: Set(actor.now),
+            invitation_expires_at: Set(Some(new.expires_at)),
+            accepted_at: Set(None),
+        }
+        .insert(&tx)
         .await?;
-    outbox::retire_for_invitations(&tx, &previous_ids, now).await?;
+        let user_id = user.id;
+        let member = rows::member(membership.clone(), user, actor.now)?;
+        let invitation_id = insert_invitation(
+            &tx,
+            membership.id,
+            kind,
+            new.secret,
+            new.expires_at,
+            actor.now,
+        )
+        .await?;
+        outbox::enqueue_invitation(
+            &tx,
+            actor.user_id,
+            &Invitation {
+                invitation_id,
+                invitee: &member,
+                kind,
+                secret: new.secret,
+                expires_at: new.expires_at,
+                now: actor.now,
+            },
+        )
+        .await?;
+        Event::new(actor, new.account_id, AuditAction::UserInvited)
+            .user(user_id)
+            .record(&tx)
+            .await?;
+        if let Some(request) = &new.request {
+            invite_request::ActiveModel {
+                caller_id: Set(actor.user_id),
+                request_id: Set(request.request_id.clone()),
+                request_hash: Set(request.request_hash.clone()),
+                account_id: Set(new.account_id),
+                user_id: Set(user_id),
+                created_at: Set(actor.now),
+            }
+            .insert(&tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Invited::Created { member, kind })
+    }
 
-    let invitation = invitation::ActiveModel {
+    /// Replaces the member's pending invitation with a new one: new secret, new expiry, the
+    /// same kind of email; the old link stops working and its unsent email is retired.
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    pub async fn resend(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        secret: &InvitationSecret,
+        expires_at: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Member, Error> {
+        let now = actor.now;
+        let tx = self.begin_write().await?;
+        let (membership, user) = members::get(&tx, account_id, user_id).await?;
+        let member = rows::member(membership.clone(), user.clone(), now)?;
+        let previous = invitation::Entity::find()
+            .filter(invitation::Column::MembershipId.eq(membership.id))
+            .order_by_desc(invitation::Column::CreatedAt)
+            .all(&tx)
+            .await?;
+        check_resend(
+            &member,
+            previous.first().map(|latest| latest.created_at),
+            now,
+        )?;
+        let kind = match previous.first() {
+            Some(latest) => rows::invitation_kind(&latest.kind)?,
+            None => InvitationKind::NewUser,
+        };
+        let previous_ids: Vec<Uuid> = previous.iter().map(|old| old.id).collect();
+        invitation::Entity::delete_many()
+            .filter(invitation::Column::MembershipId.eq(membership.id))
+            .exec(&tx)
+            .await?;
+        outbox::retire_for_invitations(&tx, &previous_ids, now).await?;
+        let invitation_id =
+            insert_invitation(&tx, membership.id, kind, secret, expires_at, now).await?;
+        let mut renewed = membership.into_active_model();
+        renewed.invited_at = Set(now);
+        renewed.invitation_expires_at = Set(Some(expires_at));
+        renewed.invited_by = Set(Some(actor.user_id));
+        let membership = renewed.update(&tx).await?;
+        let member = rows::member(membership, user, now)?;
+        outbox::enqueue_invitation(
+            &tx,
+            actor.user_id,
+            &Invitation {
+                invitation_id,
+                invitee: &member,
+                kind,
+                secret,
+                expires_at,
+                now,
+            },
+        )
+        .await?;
+        Event::new(actor, account_id, AuditAction::InvitationResent)
+            .user(user_id)
+            .record(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+}
+
+async fn insert_user(
+    db: &impl ConnectionTrait,
+    new: &NewInvitation<'_>,
+    now: DateTime<Utc>,
+) -> Result<user::Model, DbErr> {
+    user::ActiveModel {
         id: Set(Uuid::now_v7()),
-        membership_id: Set(membership.id),
+        email: Set(new.email.to_string()),
+        name: Set(new.name.as_str().to_string()),
+        name_lower: Set(new.name.as_str().to_lowercase()),
+        language: Set(new.language.code().to_string()),
+        password_hash: Set(None),
+        activated: Set(false),
+        two_factor_enabled: Set(false),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await
+}
+
+async fn insert_invitation(
+    db: &impl ConnectionTrait,
+    membership_id: Uuid,
+    kind: InvitationKind,
+    secret: &InvitationSecret,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    let id = Uuid::now_v7();
+    invitation::ActiveModel {
+        id: Set(id),
+        membership_id: Set(membership_id),
         secret_hash: Set(secret.hash().into_string()),
         kind: Set(kind.as_str().to_string()),
         created_at: Set(now),
         expires_at: Set(expires_at),
         consumed_at: Set(None),
     }
-    .insert(&tx)
+    .insert(db)
     .await?;
-    let mut renewed = membership.into_active_model();
-    renewed.invited_at = Set(now);
-    renewed.invitation_expires_at = Set(Some(expires_at));
-    renewed.invited_by = Set(Some(resender_id));
-    let membership = renewed.update(&tx).await?;
-    enqueue_email(
-        &tx,
-        &EmailFacts {
-            account_id,
-            inviter_id: resender_id,
-            invitee: &user,
-            invitation_id: invitation.id,
-            kind,
-            secret,
-            expires_at,
-            now,
-        },
-    )
-    .await?;
-    audit::record(
-        &tx,
-        audit::Event {
-            account_id,
-            actor_id: Some(resender_id),
-            action: audit::Action::InvitationResent,
-            target_user_id: Some(user_id),
-            target_token_id: None,
-            request_id: actor.request_id.to_string(),
-            changes: Vec::new(),
-            at: now,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((membership, user))
-}
-
-/// What a secret opens, as far as accepting is concerned.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Pending {
-    /// Unknown, used, or replaced by a resend.
-    Unknown,
-    Expired,
-    /// Valid; a user who never set a password must set one now.
-    Valid {
-        needs_password: bool,
-    },
-}
-
-pub async fn pending(
-    db: &impl ConnectionTrait,
-    hash: &SecretHash,
-    now: DateTime<Utc>,
-) -> Result<Pending, DbErr> {
-    let Some(found) = find_unconsumed(db, hash).await? else {
-        return Ok(Pending::Unknown);
-    };
-    if found.expires_at <= now {
-        return Ok(Pending::Expired);
-    }
-    let needs_password = match membership::Entity::find_by_id(found.membership_id)
-        .find_also_related(user::Entity)
-        .one(db)
-        .await?
-    {
-        Some((_, Some(user))) => !user.activated,
-        _ => return Ok(Pending::Unknown),
-    };
-    Ok(Pending::Valid { needs_password })
-}
-
-async fn find_unconsumed(
-    db: &impl ConnectionTrait,
-    hash: &SecretHash,
-) -> Result<Option<invitation::Model>, DbErr> {
-    invitation::Entity::find()
-        .filter(invitation::Column::SecretHash.eq(hash.as_str()))
-        .filter(invitation::Column::ConsumedAt.is_null())
-        .one(db)
-        .await
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AcceptError {
-    #[error("unknown invitation")]
-    Unknown,
-    #[error("expired invitation")]
-    Expired,
-    #[error("a password is required")]
-    PasswordRequired,
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Consumes the secret and activates the membership (and the user) in one transaction.
-/// The consuming update is conditional, so of two concurrent accepts only one succeeds.
-#[tracing::instrument(skip_all, err)]
-pub async fn accept(
-    db: &DatabaseConnection,
-    hash: &SecretHash,
-    password_hash: Option<String>,
-    request_id: &str,
-    now: DateTime<Utc>,
-) -> Result<(Uuid, Uuid), AcceptError> {
-    let tx = super::begin_write(db).await?;
-    let consumed = invitation::Entity::update_many()
-        .col_expr(invitation::Column::ConsumedAt, Expr::value(now))
-        .filter(invitation::Column::SecretHash.eq(hash.as_str()))
-        .filter(invitation::Column::ConsumedAt.is_null())
-        .filter(invitation::Column::ExpiresAt.gt(now))
-        .exec(&tx)
-        .await?;
-    if consumed.rows_affected != 1 {
-        return Err(match find_unconsumed(&tx, hash).await? {
-            Some(_) => AcceptError::Expired,
-            None => AcceptError::Unknown,
-        });
-    }
-    let invitation = invitation::Entity::find()
-        .filter(invitation::Column::SecretHash.eq(hash.as_str()))
-        .one(&tx)
-        .await?
-        .ok_or(AcceptError::Unknown)?;
-    let (membership, user) = membership::Entity::find_by_id(invitation.membership_id)
-        .find_also_related(user::Entity)
-        .one(&tx)
-        .await?
-        .and_then(|(membership, user)| Some((membership, user?)))
-        .ok_or(AcceptError::Unknown)?;
-    let (account_id, user_id) = (membership.account_id, user.id);
-
-    if !user.activated {
-        let Some(password_hash) = password_hash else {
-            return Err(AcceptError::PasswordRequired);
-        };
-        let mut activated = user.into_active_model();
-        activated.password_hash = Set(Some(password_hash));
-        activated.activated = Set(true);
-        activated.update(&tx).await?;
-    }
-    let mut joined = membership.into_active_model();
-    joined.status = Set(MemberStatus::STORED_ACTIVE.to_string());
-    joined.accepted_at = Set(Some(now));
-    joined.invitation_expires_at = Set(None);
-    joined.update(&tx).await?;
-    audit::record(
-        &tx,
-        audit::Event {
-            account_id,
-            actor_id: Some(user_id),
-            action: audit::Action::InvitationAccepted,
-            target_user_id: Some(user_id),
-            target_token_id: None,
-            request_id: request_id.to_string(),
-            changes: Vec::new(),
-            at: now,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((account_id, user_id))
+    Ok(id)
 }

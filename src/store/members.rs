@@ -1,26 +1,19 @@
-//! Members of an account: a membership joined with its user.
+//! Members of an account: a membership joined with its user, read and listed.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
 
-use super::Actor;
-use super::audit;
-use super::entity::{invitation, invite_request, membership, user};
-use crate::domain::{
-    CloudAccess, DisplayName, Email, InvitationSecret, Language, MemberStatus, Role,
-};
+use super::entity::{membership, user};
+use super::rows::{self, ACTIVE, INVITED};
+use super::{Error, Keyed, Store};
+use crate::domain::{Email, Member, MemberStatus, Role};
 
-/// A membership with its user.
-pub type Member = (membership::Model, user::Model);
-
-pub async fn find_user_by_email(
+pub(super) async fn find_user_by_email(
     db: &impl ConnectionTrait,
     email: &Email,
 ) -> Result<Option<user::Model>, DbErr> {
@@ -31,8 +24,7 @@ pub async fn find_user_by_email(
 }
 
 /// The user's accepted membership of the account, if any.
-#[tracing::instrument(skip_all, err)]
-pub async fn find_active_membership(
+pub(super) async fn find_active_membership(
     db: &impl ConnectionTrait,
     account_id: Uuid,
     user_id: Uuid,
@@ -40,17 +32,29 @@ pub async fn find_active_membership(
     membership::Entity::find()
         .filter(membership::Column::AccountId.eq(account_id))
         .filter(membership::Column::UserId.eq(user_id))
-        .filter(membership::Column::Status.eq(MemberStatus::STORED_ACTIVE))
+        .filter(membership::Column::Status.eq(ACTIVE))
         .one(db)
         .await
 }
 
-#[tracing::instrument(skip_all, err)]
-pub async fn find(
+/// The user's role in the account if they are an active member of it.
+pub(super) async fn active_role(
     db: &impl ConnectionTrait,
     account_id: Uuid,
     user_id: Uuid,
-) -> Result<Option<Member>, DbErr> {
+) -> Result<Option<Role>, Error> {
+    find_active_membership(db, account_id, user_id)
+        .await?
+        .map(|membership| rows::role(membership.role))
+        .transpose()
+}
+
+/// The user's membership of the account, pending or accepted, with the user.
+pub(super) async fn find(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<(membership::Model, user::Model)>, DbErr> {
     let found = membership::Entity::find()
         .filter(membership::Column::AccountId.eq(account_id))
         .filter(membership::Column::UserId.eq(user_id))
@@ -60,182 +64,18 @@ pub async fn find(
     Ok(found.and_then(|(membership, user)| Some((membership, user?))))
 }
 
-/// Which kind of email an invitation sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InvitationKind {
-    /// The invitee has no password yet: the link lets them create one.
-    NewUser,
-    /// The invitee already signs in: the email notifies them of the new account.
-    ExistingUser,
-}
-
-impl InvitationKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvitationKind::NewUser => "new_user",
-            InvitationKind::ExistingUser => "existing_user",
-        }
-    }
-}
-
-/// The caller's `request_id` of an invitation (AIP-155) and a hash of what it asked.
-pub struct InviteRequestId {
-    pub request_id: String,
-    pub request_hash: String,
-}
-
-pub struct NewInvitation<'a> {
-    pub account_id: Uuid,
-    /// The inviter, the call and its time.
-    pub actor: &'a Actor<'a>,
-    pub email: &'a Email,
-    pub name: &'a DisplayName,
-    pub language: Language,
-    pub role: Role,
-    pub cloud_access: &'a CloudAccess,
-    pub secret: &'a InvitationSecret,
-    pub expires_at: DateTime<Utc>,
-    pub request: Option<InviteRequestId>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InviteError {
-    #[error("the request was made before")]
-    Repeated { account_id: Uuid, user_id: Uuid },
-    #[error("the request id was used for another request")]
-    RequestIdReused,
-    #[error("user {user_id} is already a member")]
-    AlreadyMember { user_id: Uuid },
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Writes the membership, the invitation (its secret's hash only) and the outbox email in
-/// one transaction, creating the user when the email has none (R3) and reusing it when it
-/// has (R4).
-#[tracing::instrument(skip_all, fields(account_id = %new.account_id), err)]
-pub async fn invite(
-    db: &DatabaseConnection,
-    new: &NewInvitation<'_>,
-) -> Result<(Member, InvitationKind), InviteError> {
-    let tx = super::begin_write(db).await?;
-    if let Some(request) = &new.request
-        && let Some(first) =
-            invite_request::Entity::find_by_id((new.actor.user_id, request.request_id.clone()))
-                .one(&tx)
-                .await?
-    {
-        return Err(if first.request_hash == request.request_hash {
-            InviteError::Repeated {
-                account_id: first.account_id,
-                user_id: first.user_id,
-            }
-        } else {
-            InviteError::RequestIdReused
-        });
-    }
-    let existing = find_user_by_email(&tx, new.email).await?;
-    if let Some(user) = &existing
-        && find(&tx, new.account_id, user.id).await?.is_some()
-    {
-        return Err(InviteError::AlreadyMember { user_id: user.id });
-    }
-    let (user, kind) = match existing {
-        // A user who never set a password is still a new user to the email they get.
-        Some(user) if user.activated => (user, InvitationKind::ExistingUser),
-        Some(user) => (user, InvitationKind::NewUser),
-        None => (insert_user(&tx, new).await?, InvitationKind::NewUser),
-    };
-    let membership = membership::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        account_id: Set(new.account_id),
-        user_id: Set(user.id),
-        role: Set(new.role.id()),
-        cloud_access: Set(to_json(new.cloud_access)?),
-        status: Set(MemberStatus::STORED_INVITED.to_string()),
-        invited_by: Set(Some(new.actor.user_id)),
-        invited_at: Set(new.actor.now),
-        invitation_expires_at: Set(Some(new.expires_at)),
-        accepted_at: Set(None),
-    }
-    .insert(&tx)
-    .await?;
-    let invitation = invitation::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        membership_id: Set(membership.id),
-        secret_hash: Set(new.secret.hash().into_string()),
-        kind: Set(kind.as_str().to_string()),
-        created_at: Set(new.actor.now),
-        expires_at: Set(new.expires_at),
-        consumed_at: Set(None),
-    }
-    .insert(&tx)
-    .await?;
-    super::invitations::enqueue_email(
-        &tx,
-        &super::invitations::EmailFacts {
-            account_id: new.account_id,
-            inviter_id: new.actor.user_id,
-            invitee: &user,
-            invitation_id: invitation.id,
-            kind,
-            secret: new.secret,
-            expires_at: new.expires_at,
-            now: new.actor.now,
-        },
-    )
-    .await?;
-    audit::record(
-        &tx,
-        audit::Event {
-            account_id: new.account_id,
-            actor_id: Some(new.actor.user_id),
-            action: audit::Action::UserInvited,
-            target_user_id: Some(user.id),
-            target_token_id: None,
-            request_id: new.actor.request_id.to_string(),
-            changes: Vec::new(),
-            at: new.actor.now,
-        },
-    )
-    .await?;
-    if let Some(request) = &new.request {
-        invite_request::ActiveModel {
-            caller_id: Set(new.actor.user_id),
-            request_id: Set(request.request_id.clone()),
-            request_hash: Set(request.request_hash.clone()),
-            account_id: Set(new.account_id),
-            user_id: Set(user.id),
-            created_at: Set(new.actor.now),
-        }
-        .insert(&tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(((membership, user), kind))
-}
-
-async fn insert_user(
+/// As [`find`], or [`Error::MemberNotFound`].
+pub(super) async fn get(
     db: &impl ConnectionTrait,
-    new: &NewInvitation<'_>,
-) -> Result<user::Model, DbErr> {
-    user::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        email: Set(new.email.to_string()),
-        name: Set(new.name.as_str().to_string()),
-        name_lower: Set(new.name.as_str().to_lowercase()),
-        language: Set(new.language.code().to_string()),
-        password_hash: Set(None),
-        activated: Set(false),
-        two_factor_enabled: Set(false),
-        created_at: Set(new.actor.now),
-    }
-    .insert(db)
-    .await
-}
-
-pub(super) fn to_json(access: &CloudAccess) -> Result<String, DbErr> {
-    serde_json::to_string(access).map_err(|e| DbErr::Custom(e.to_string()))
+    account_id: Uuid,
+    user_id: Uuid,
+) -> Result<(membership::Model, user::Model), Error> {
+    find(db, account_id, user_id)
+        .await?
+        .ok_or(Error::MemberNotFound {
+            account_id,
+            user_id,
+        })
 }
 
 /// What ListUsers narrows the account's members to.
@@ -248,14 +88,14 @@ pub struct MemberFilter {
     pub search: Option<(String, Option<Uuid>)>,
 }
 
-/// The account's memberships the filter keeps; joined with their users when `with_users`
-/// or when the filter reads them.
 impl MemberFilter {
     fn reads_users(&self) -> bool {
         self.search.is_some() || self.two_factor_enabled.is_some()
     }
 }
 
+/// The account's memberships the filter keeps; joined with their users when `with_users`
+/// or when the filter reads them.
 fn filtered(
     account_id: Uuid,
     filter: &MemberFilter,
@@ -267,9 +107,9 @@ fn filtered(
         query = query.inner_join(user::Entity);
     }
     if let Some(status) = filter.status {
-        let pending = membership::Column::Status.eq(MemberStatus::STORED_INVITED);
+        let pending = membership::Column::Status.eq(INVITED);
         query = query.filter(match status {
-            MemberStatus::Active => membership::Column::Status.eq(MemberStatus::STORED_ACTIVE),
+            MemberStatus::Active => membership::Column::Status.eq(ACTIVE),
             MemberStatus::Invited => pending.and(membership::Column::InvitationExpiresAt.gt(now)),
             MemberStatus::Expired => pending.and(membership::Column::InvitationExpiresAt.lte(now)),
         });
@@ -304,43 +144,88 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// One page of members in membership-id order, starting after `after`.
-#[tracing::instrument(skip_all, fields(%account_id, limit), err)]
-pub async fn list(
-    db: &impl ConnectionTrait,
-    account_id: Uuid,
-    filter: &MemberFilter,
-    after: Option<Uuid>,
-    limit: u64,
-    now: DateTime<Utc>,
-) -> Result<Vec<Member>, DbErr> {
-    let mut query = filtered(account_id, filter, now, true);
-    if let Some(after) = after {
-        query = query.filter(membership::Column::Id.gt(after));
+impl Store {
+    /// One member of the account, pending or accepted.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn member(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Member, Error> {
+        let (membership, user) = get(&self.db, account_id, user_id).await?;
+        rows::member(membership, user, now)
     }
-    let rows = query
-        .order_by_asc(membership::Column::Id)
-        .limit(limit)
-        .select_also(user::Entity)
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(membership, user)| Some((membership, user?)))
-        .collect())
-}
 
-/// How many members match the filter, on all pages.
-#[tracing::instrument(skip_all, fields(%account_id), err)]
-pub async fn count(
-    db: &impl ConnectionTrait,
-    account_id: Uuid,
-    filter: &MemberFilter,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    // Without a filter on the users, counting memberships alone skips the join: an
-    // index-only scan instead of a hash join over both tables.
-    filtered(account_id, filter, now, false).count(db).await
+    /// The user's role in the account if they are an active member of it.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn active_role(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<Role>, Error> {
+        active_role(&self.db, account_id, user_id).await
+    }
+
+    /// The user with this email, with their role, if they are an active member of the
+    /// account.
+    pub async fn active_member_by_email(
+        &self,
+        account_id: Uuid,
+        email: &Email,
+    ) -> Result<Option<(Uuid, Role)>, Error> {
+        let Some(user) = find_user_by_email(&self.db, email).await? else {
+            return Ok(None);
+        };
+        Ok(active_role(&self.db, account_id, user.id)
+            .await?
+            .map(|role| (user.id, role)))
+    }
+
+    /// One page of members in membership-id order, starting after `after`.
+    #[tracing::instrument(skip_all, fields(%account_id, limit), err)]
+    pub async fn list_members(
+        &self,
+        account_id: Uuid,
+        filter: &MemberFilter,
+        after: Option<Uuid>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Keyed<Member>>, Error> {
+        let mut query = filtered(account_id, filter, now, true);
+        if let Some(after) = after {
+            query = query.filter(membership::Column::Id.gt(after));
+        }
+        let found = query
+            .order_by_asc(membership::Column::Id)
+            .limit(limit)
+            .select_also(user::Entity)
+            .all(&self.db)
+            .await?;
+        found
+            .into_iter()
+            .filter_map(|(membership, user)| Some((membership, user?)))
+            .map(|(membership, user)| {
+                let key = membership.id;
+                rows::member(membership, user, now).map(|item| Keyed { key, item })
+            })
+            .collect()
+    }
+
+    /// How many members match the filter, on all pages.
+    #[tracing::instrument(skip_all, fields(%account_id), err)]
+    pub async fn count_members(
+        &self,
+        account_id: Uuid,
+        filter: &MemberFilter,
+        now: DateTime<Utc>,
+    ) -> Result<u64, Error> {
+        // Without a filter on the users, counting memberships alone skips the join: an
+        // index-only scan instead of a hash join over both tables.
+        Ok(filtered(account_id, filter, now, false)
+            .count(&self.db)
+            .await?)
+    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,95 @@
 //! Storage: SeaORM entities and the queries of each use case, one transaction per change.
 //! Works on SQLite (the embedded default) and PostgreSQL (production).
+//!
+//! What leaves this module is read models of the domain (`Member`, `ApiToken`,
+//! `AuditEvent`, …) and [`Error`]; entities, rows and SeaORM's errors stay inside. A change
+//! locks what it must, loads the facts, asks the domain's rule, and writes the decision,
+//! its audit event and its outbox email in one transaction.
 
-pub mod accounts;
-pub mod audit;
-pub mod changes;
+mod accept;
+mod accounts;
+mod audit;
+mod changes;
 pub mod entity;
-pub mod invitations;
-pub mod members;
+mod error;
+mod invitations;
+mod members;
 pub mod outbox;
-pub mod tokens;
+mod rows;
+mod tokens;
+
+pub use accept::{Accepted, Pending};
+pub use accounts::Bootstrapped;
+pub use error::Error;
+pub use invitations::{InviteRequestId, Invited, NewInvitation};
+pub use members::MemberFilter;
+pub use outbox::OutboxEmail;
+pub use tokens::NewToken;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
+
+use entity::account;
+
+/// The service's database: a pool of connections.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// A listed item with the key its page continues after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Keyed<T> {
+    pub key: Uuid,
+    pub item: T,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Opens a pool on the database the URL names.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Ok(Self::new(connect(url).await?))
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        Ok(migrate(&self.db).await?)
+    }
+
+    /// The connection pool, for wiring and tests.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Closes the pool once the calls holding its connections have finished.
+    pub async fn close(self) -> Result<(), Error> {
+        Ok(self.db.close().await?)
+    }
+
+    /// Begins a transaction that will write.
+    ///
+    /// On SQLite it starts with `BEGIN IMMEDIATE`: the write lock is taken up front, so a
+    /// second process on the same file waits for it (busy timeout) instead of failing when
+    /// its read-then-write transaction cannot upgrade. PostgreSQL ignores the mode.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+}
 
 /// Opens a pool on the database the URL names.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -56,35 +126,18 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
-/// Begins a transaction that will write.
-///
-/// On SQLite it starts with `BEGIN IMMEDIATE`: the write lock is taken up front, so a second
-/// process on the same file waits for it (busy timeout) instead of failing when its
-/// read-then-write transaction cannot upgrade. PostgreSQL ignores the mode.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
-}
-
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
-/// Whether the error is a broken unique constraint, which a concurrent writer can cause.
-pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
-}
-
-/// Who changes what, for the audit trail.
-pub struct Actor<'a> {
-    pub user_id: Uuid,
-    pub request_id: &'a str,
-    pub now: DateTime<Utc>,
+/// Serialises the changes that must keep an account's invariants (its last administrator,
+/// its token cap) by locking the account's row for the rest of the transaction. SQLite
+/// already runs one writer at a time.
+async fn lock_account(db: &impl ConnectionTrait, account_id: Uuid) -> Result<(), DbErr> {
+    account::Entity::find_by_id(account_id)
+        .lock_exclusive()
+        .one(db)
+        .await?;
+    Ok(())
 }

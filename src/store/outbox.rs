@@ -6,12 +6,112 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, Statement, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Statement, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::entity::outbox;
+use super::entity::{account, outbox, user};
+use super::{Error, Store};
+use crate::domain::{InvitationEmail, InvitationKind, InvitationSecret, Member};
+
+/// An email the notifier has claimed.
+pub struct OutboxEmail {
+    pub id: Uuid,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// The message, or why its stored form cannot be read.
+    pub message: Result<InvitationEmail, String>,
+}
+
+// By hand: the message holds the link's secret.
+impl std::fmt::Debug for OutboxEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxEmail")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<outbox::Model> for OutboxEmail {
+    fn from(row: outbox::Model) -> Self {
+        Self {
+            id: row.id,
+            attempts: u32::try_from(row.attempts).unwrap_or_default(),
+            message: serde_json::from_str(&row.payload)
+                .map_err(|e| format!("unreadable outbox payload: {e}")),
+        }
+    }
+}
+
+/// What an invitation email says, snapshotted when it is queued.
+pub(super) struct Invitation<'a> {
+    pub invitation_id: Uuid,
+    pub invitee: &'a Member,
+    pub kind: InvitationKind,
+    pub secret: &'a InvitationSecret,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// Queues the invitation email in the inviting transaction, with the account's and the
+/// inviter's names as they are now.
+pub(super) async fn enqueue_invitation(
+    db: &impl ConnectionTrait,
+    inviter_id: Uuid,
+    invitation: &Invitation<'_>,
+) -> Result<(), DbErr> {
+    let account_name = account::Entity::find_by_id(invitation.invitee.account_id)
+        .one(db)
+        .await?
+        .map(|account| account.name)
+        .unwrap_or_default();
+    let inviter_name = user::Entity::find_by_id(inviter_id)
+        .one(db)
+        .await?
+        .map(|inviter| inviter.name)
+        .unwrap_or_default();
+    let message = InvitationEmail {
+        kind: invitation.kind,
+        to: invitation.invitee.email.clone(),
+        invitee_name: invitation.invitee.name.clone(),
+        language: invitation.invitee.language,
+        account_name,
+        inviter_name,
+        expires_at: invitation.expires_at,
+        secret: Some(invitation.secret.expose().to_string()),
+    };
+    outbox::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        kind: Set("invitation".to_string()),
+        invitation_id: Set(Some(invitation.invitation_id)),
+        payload: Set(to_payload(&message)?),
+        attempts: Set(0),
+        next_attempt_at: Set(invitation.now),
+        last_error: Set(None),
+        created_at: Set(invitation.now),
+        sent_at: Set(None),
+        dead_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+fn to_payload(message: &InvitationEmail) -> Result<String, DbErr> {
+    serde_json::to_string(message).map_err(|e| DbErr::Custom(e.to_string()))
+}
+
+/// What is kept of a message once it no longer needs its secret.
+fn without_secret(email: &OutboxEmail) -> String {
+    email
+        .message
+        .as_ref()
+        .ok()
+        .and_then(|message| to_payload(&message.without_secret()).ok())
+        .unwrap_or_else(|| "{}".to_string())
+}
 
 const CLAIM_POSTGRES: &str = r#"
 UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1
@@ -35,18 +135,6 @@ WHERE id IN (
 )
 RETURNING *"#;
 
-/// Claims up to `limit` due emails for `lease`, counting the attempt.
-#[tracing::instrument(skip_all, err)]
-pub async fn claim_due(
-    db: &impl ConnectionTrait,
-    now: DateTime<Utc>,
-    lease: TimeDelta,
-    limit: u64,
-) -> Result<Vec<outbox::Model>, DbErr> {
-    let statement = claim_statement(db.get_database_backend(), now, lease, limit);
-    outbox::Entity::find().from_raw_sql(statement).all(db).await
-}
-
 /// The statement [`claim_due`] runs, for `EXPLAIN`.
 pub fn claim_statement(
     backend: DatabaseBackend,
@@ -65,58 +153,79 @@ pub fn claim_statement(
     )
 }
 
-/// Marks the email sent and erases the link's secret from it.
-pub async fn mark_sent(
-    db: &impl ConnectionTrait,
-    email: &outbox::Model,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    outbox::Entity::update_many()
-        .filter(outbox::Column::Id.eq(email.id))
-        .col_expr(outbox::Column::SentAt, Expr::value(now))
-        .col_expr(
-            outbox::Column::Payload,
-            Expr::value(without_secret(&email.payload)),
-        )
-        .col_expr(
-            outbox::Column::LastError,
-            Expr::value(Option::<String>::None),
-        )
-        .exec(db)
-        .await?;
-    Ok(())
-}
+impl Store {
+    /// Claims up to `limit` due emails for `lease`, counting the attempt.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn claim_emails(
+        &self,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+        limit: u64,
+    ) -> Result<Vec<OutboxEmail>, Error> {
+        let statement = claim_statement(self.db.get_database_backend(), now, lease, limit);
+        let claimed = outbox::Entity::find()
+            .from_raw_sql(statement)
+            .all(&self.db)
+            .await?;
+        Ok(claimed.into_iter().map(OutboxEmail::from).collect())
+    }
 
-/// Records a failed attempt: retried at `retry_at`, or dead when `retry_at` is `None`
-/// (and its secret erased, since it will never be sent).
-pub async fn mark_failed(
-    db: &impl ConnectionTrait,
-    email: &outbox::Model,
-    error: &str,
-    retry_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let mut update = outbox::Entity::update_many()
-        .filter(outbox::Column::Id.eq(email.id))
-        .col_expr(
-            outbox::Column::LastError,
-            Expr::value(truncate(error, 1000)),
-        );
-    update = match retry_at {
-        Some(at) => update.col_expr(outbox::Column::NextAttemptAt, Expr::value(at)),
-        None => update
-            .col_expr(outbox::Column::DeadAt, Expr::value(now))
+    /// Marks the email sent and erases the link's secret from it.
+    pub async fn mark_sent(&self, email: &OutboxEmail, now: DateTime<Utc>) -> Result<(), Error> {
+        outbox::Entity::update_many()
+            .filter(outbox::Column::Id.eq(email.id))
+            .col_expr(outbox::Column::SentAt, Expr::value(now))
+            .col_expr(outbox::Column::Payload, Expr::value(without_secret(email)))
             .col_expr(
-                outbox::Column::Payload,
-                Expr::value(without_secret(&email.payload)),
-            ),
-    };
-    update.exec(db).await?;
-    Ok(())
+                outbox::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `retry_at`, or dead when `retry_at` is `None`
+    /// (and its secret erased, since it will never be sent).
+    pub async fn mark_failed(
+        &self,
+        email: &OutboxEmail,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut update = outbox::Entity::update_many()
+            .filter(outbox::Column::Id.eq(email.id))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(truncate(error, 1000)),
+            );
+        update = match retry_at {
+            Some(at) => update.col_expr(outbox::Column::NextAttemptAt, Expr::value(at)),
+            None => update
+                .col_expr(outbox::Column::DeadAt, Expr::value(now))
+                .col_expr(outbox::Column::Payload, Expr::value(without_secret(email))),
+        };
+        update.exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// When the earliest waiting email falls due, if any waits.
+    pub async fn next_email_due_at(&self) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(outbox::Entity::find()
+            .select_only()
+            .column_as(outbox::Column::NextAttemptAt.min(), "next")
+            .filter(outbox::Column::SentAt.is_null())
+            .filter(outbox::Column::DeadAt.is_null())
+            .into_tuple::<Option<DateTime<Utc>>>()
+            .one(&self.db)
+            .await?
+            .flatten())
+    }
 }
 
 /// Retires the unsent emails of invitations a resend replaced: their links no longer work.
-pub async fn retire_for_invitations(
+pub(super) async fn retire_for_invitations(
     db: &impl ConnectionTrait,
     invitation_ids: &[Uuid],
     now: DateTime<Utc>,
@@ -139,51 +248,6 @@ pub async fn retire_for_invitations(
     Ok(())
 }
 
-/// When the earliest waiting email falls due, if any waits.
-pub async fn next_due_at(db: &impl ConnectionTrait) -> Result<Option<DateTime<Utc>>, DbErr> {
-    outbox::Entity::find()
-        .select_only()
-        .column_as(outbox::Column::NextAttemptAt.min(), "next")
-        .filter(outbox::Column::SentAt.is_null())
-        .filter(outbox::Column::DeadAt.is_null())
-        .into_tuple::<Option<DateTime<Utc>>>()
-        .one(db)
-        .await
-        .map(Option::flatten)
-}
-
-pub fn new_row(
-    kind: &str,
-    invitation_id: Option<Uuid>,
-    payload: String,
-    now: DateTime<Utc>,
-) -> outbox::ActiveModel {
-    outbox::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        kind: Set(kind.to_string()),
-        invitation_id: Set(invitation_id),
-        payload: Set(payload),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        last_error: Set(None),
-        created_at: Set(now),
-        sent_at: Set(None),
-        dead_at: Set(None),
-    }
-}
-
-fn without_secret(payload: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(payload) {
-        Ok(mut value) => {
-            if let Some(object) = value.as_object_mut() {
-                object.remove("secret");
-            }
-            value.to_string()
-        }
-        Err(_) => "{}".to_string(),
-    }
-}
-
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()
 }
@@ -191,12 +255,28 @@ fn truncate(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Language;
 
     #[test]
     fn the_secret_is_erased_and_the_rest_kept() {
-        let erased = without_secret(r#"{"to":"a@b.example","secret":"s3cret"}"#);
+        let message = InvitationEmail {
+            kind: InvitationKind::NewUser,
+            to: "a@b.example".into(),
+            invitee_name: "A".into(),
+            language: Language::En,
+            account_name: "Acme".into(),
+            inviter_name: "B".into(),
+            expires_at: "2026-11-29T09:00:00Z".parse().unwrap(),
+            secret: Some("s3cret".into()),
+        };
+        let email = |message| OutboxEmail {
+            id: Uuid::now_v7(),
+            attempts: 1,
+            message,
+        };
+        let erased = without_secret(&email(Ok(message)));
         assert!(!erased.contains("s3cret"));
         assert!(erased.contains("a@b.example"));
-        assert_eq!(without_secret("not json"), "{}");
+        assert_eq!(without_secret(&email(Err("not json".into()))), "{}");
     }
 }

@@ -1,8 +1,8 @@
 //! The audit trail's messages.
 
 use super::{optional_id, page_size, pb, timestamp, uuid};
+use crate::domain::{AuditAction as Action, AuditEvent, FieldChange};
 use crate::service::{AuditQuery, Error, Violations};
-use crate::store::audit::{Action, Change};
 
 fn action_to_proto(action: Action) -> pb::AuditAction {
     match action {
@@ -57,25 +57,30 @@ pub fn list_audit(request: pb::ListAuditEventsRequest) -> Result<AuditQuery, Err
     })
 }
 
-pub fn audit_event(
-    (event, action, changes): (
-        crate::store::entity::audit_event::Model,
-        Action,
-        Vec<Change>,
-    ),
-) -> pb::AuditEvent {
+pub fn audit_event(event: AuditEvent) -> pb::AuditEvent {
+    let AuditEvent {
+        id,
+        account_id,
+        actor_id,
+        action,
+        target_user_id,
+        target_token_id,
+        request_id,
+        changes,
+        created_at,
+    } = event;
     pb::AuditEvent {
-        id: event.id.to_string(),
-        account_id: event.account_id.to_string(),
-        actor_user_id: optional_id(event.actor_id),
+        id: id.to_string(),
+        account_id: account_id.to_string(),
+        actor_user_id: optional_id(actor_id),
         action: action_to_proto(action) as i32,
-        target_user_id: optional_id(event.target_user_id),
-        target_token_id: optional_id(event.target_token_id),
-        request_id: event.request_id,
+        target_user_id: optional_id(target_user_id),
+        target_token_id: optional_id(target_token_id),
+        request_id,
         changes: changes
             .into_iter()
             .map(
-                |Change {
+                |FieldChange {
                      field,
                      before,
                      after,
@@ -86,6 +91,6 @@ pub fn audit_event(
                 },
             )
             .collect(),
-        create_time: Some(timestamp(event.created_at)),
+        create_time: Some(timestamp(created_at)),
     }
 }

@@ -1,7 +1,10 @@
 //! Cloud access and the other services' roles.
 
 use super::pb;
-use crate::domain::{CloudAccess, ProjectCloudRole, ProjectRole};
+use crate::domain::{
+    CloudAccess, ProjectCloudRole, ProjectRole, Role,
+    services::{OtherService, ServiceRole, other_service_roles},
+};
 use crate::service::Violations;
 
 pub(super) fn cloud_access(
@@ -92,19 +95,21 @@ pub(super) fn cloud_access_to_proto(access: CloudAccess) -> pb::CloudAccess {
     pb::CloudAccess { scope: Some(scope) }
 }
 
-/// Billing, DNS, Storage, Streaming and Web security grant every member the administrator role.
-pub(super) fn service_roles() -> Vec<pb::ServiceAccess> {
-    [
-        pb::Service::Billing,
-        pb::Service::Dns,
-        pb::Service::Storage,
-        pb::Service::Streaming,
-        pb::Service::WebSecurity,
-    ]
-    .into_iter()
-    .map(|service| pb::ServiceAccess {
-        service: service as i32,
-        role: pb::ServiceRole::Administrator as i32,
-    })
-    .collect()
+/// The member's role in each of the other services, as the domain decides it.
+pub(super) fn service_roles(role: Role) -> Vec<pb::ServiceAccess> {
+    other_service_roles(role)
+        .into_iter()
+        .map(|(service, service_role)| pb::ServiceAccess {
+            service: match service {
+                OtherService::Billing => pb::Service::Billing,
+                OtherService::Dns => pb::Service::Dns,
+                OtherService::Storage => pb::Service::Storage,
+                OtherService::Streaming => pb::Service::Streaming,
+                OtherService::WebSecurity => pb::Service::WebSecurity,
+            } as i32,
+            role: match service_role {
+                ServiceRole::Administrator => pb::ServiceRole::Administrator,
+            } as i32,
+        })
+        .collect()
 }

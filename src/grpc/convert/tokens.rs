@@ -4,8 +4,8 @@ use chrono::DateTime;
 use uuid::Uuid;
 
 use super::{page_size, pb, role, timestamp, uuid};
-use crate::domain::DisplayName;
-use crate::service::{Error, NewApiToken, TokenQuery, TokenView, Violations};
+use crate::domain::{ApiToken, DisplayName};
+use crate::service::{Error, NewApiToken, TokenQuery, Violations};
 
 pub fn create_token(request: pb::CreateApiTokenRequest) -> Result<NewApiToken, Error> {
     let pb::CreateApiTokenRequest {
@@ -97,8 +97,8 @@ pub fn delete_token(request: pb::DeleteApiTokenRequest) -> Result<(Uuid, Uuid), 
     }
 }
 
-pub fn token(view: TokenView) -> pb::ApiToken {
-    let TokenView {
+pub fn token(token: ApiToken) -> pb::ApiToken {
+    let ApiToken {
         id,
         account_id,
         name,
@@ -112,7 +112,7 @@ pub fn token(view: TokenView) -> pb::ApiToken {
         issuer_name,
         issuer_email,
         issuer_deleted,
-    } = view;
+    } = token;
     pb::ApiToken {
         id: id.to_string(),
         account_id: account_id.to_string(),

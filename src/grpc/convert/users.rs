@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use super::cloud_access::{cloud_access, cloud_access_to_proto, service_roles};
 use super::{language, page_size, pb, role, timestamp, uuid};
-use crate::domain::{DisplayName, Email, Language, MemberStatus};
-use crate::service::{Error, Invite, ListQuery, MemberView, UserUpdate, Violations};
+use crate::domain::{DisplayName, Email, Language, Member, MemberChanges, MemberStatus};
+use crate::service::{Error, Invite, ListQuery, UserUpdate, Violations};
 
 fn status(raw: i32) -> Result<Option<MemberStatus>, String> {
     match pb::UserStatus::try_from(raw) {
@@ -167,11 +167,13 @@ pub fn update(request: pb::UpdateUserRequest) -> Result<UserUpdate, Error> {
     Ok(UserUpdate {
         account_id,
         user_id,
-        name,
-        language,
-        role,
-        cloud_access,
-        two_factor_enabled,
+        changes: MemberChanges {
+            name,
+            language,
+            role,
+            cloud_access,
+            two_factor_enabled,
+        },
     })
 }
 
@@ -224,8 +226,8 @@ pub fn list(request: pb::ListUsersRequest) -> Result<ListQuery, Error> {
     })
 }
 
-pub fn user(member: MemberView) -> pb::User {
-    let MemberView {
+pub fn user(member: Member) -> pb::User {
+    let Member {
         user_id,
         account_id,
         email,
@@ -252,8 +254,8 @@ pub fn user(member: MemberView) -> pb::User {
             Language::Ru => pb::Language::Ru,
         } as i32,
         role: role.id(),
+        service_roles: service_roles(role),
         cloud_access: Some(cloud_access_to_proto(cloud_access)),
-        service_roles: service_roles(),
         status: match status {
             MemberStatus::Invited => pb::UserStatus::Invited,
             MemberStatus::Active => pb::UserStatus::Active,

@@ -1,0 +1,215 @@
+//! Invitations (R3–R9): which email an invitee gets, how often it may be resent, and the
+//! outbox message that carries it to the notifier.
+
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Language, Member, MemberStatus, Refusal};
+
+/// A member's invitation is resent at most this often (R8).
+pub const RESEND_INTERVAL: TimeDelta = TimeDelta::minutes(1);
+
+/// Which kind of email an invitation sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationKind {
+    /// The invitee has no password yet: the link lets them create one.
+    NewUser,
+    /// The invitee already signs in: the email notifies them of the new account.
+    ExistingUser,
+}
+
+impl InvitationKind {
+    pub const ALL: [InvitationKind; 2] = [InvitationKind::NewUser, InvitationKind::ExistingUser];
+
+    /// The kind's name, as stored and as the templates are named.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationKind::NewUser => "new_user",
+            InvitationKind::ExistingUser => "existing_user",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == stored)
+    }
+}
+
+/// What the store knows of a user who already has the invited email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExistingUser {
+    pub user_id: Uuid,
+    /// The user has set a password (accepted an invitation before).
+    pub activated: bool,
+    /// The user already has a membership of the inviting account, pending or accepted.
+    pub member_of_account: bool,
+}
+
+/// R3–R5: an email of no user invites a new user; a user who never set a password is still
+/// a new user to the email they get; anyone already in the account is refused.
+pub fn invitation_kind(
+    account_id: Uuid,
+    existing: Option<ExistingUser>,
+) -> Result<InvitationKind, Refusal> {
+    match existing {
+        None => Ok(InvitationKind::NewUser),
+        Some(user) if user.member_of_account => Err(Refusal::AlreadyMember {
+            account_id,
+            user_id: user.user_id,
+        }),
+        Some(user) if user.activated => Ok(InvitationKind::ExistingUser),
+        Some(_) => Ok(InvitationKind::NewUser),
+    }
+}
+
+/// R8: only a pending (or expired) invitation is resent, at most once per interval.
+/// `last_sent_at` is when the member's current invitation was made.
+pub fn check_resend(
+    member: &Member,
+    last_sent_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), Refusal> {
+    if member.status == MemberStatus::Active {
+        return Err(Refusal::InvitationAccepted {
+            account_id: member.account_id,
+            user_id: member.user_id,
+        });
+    }
+    if let Some(sent) = last_sent_at {
+        let since = now - sent;
+        if since < RESEND_INTERVAL {
+            return Err(Refusal::ResendTooSoon {
+                user_id: member.user_id,
+                retry_after: (RESEND_INTERVAL - since).to_std().unwrap_or_default(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The outbox message of an invitation email: written with the change that invites, read
+/// by the notifier. Its secret is erased once the email was sent or can no longer be.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationEmail {
+    pub kind: InvitationKind,
+    pub to: String,
+    pub invitee_name: String,
+    pub language: Language,
+    pub account_name: String,
+    pub inviter_name: String,
+    pub expires_at: DateTime<Utc>,
+    /// The link's secret; absent once the email was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl InvitationEmail {
+    /// The message without its secret, as kept once it no longer needs one.
+    pub fn without_secret(&self) -> Self {
+        Self {
+            secret: None,
+            ..self.clone()
+        }
+    }
+}
+
+// By hand: the secret must never reach a log.
+impl fmt::Debug for InvitationEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvitationEmail")
+            .field("kind", &self.kind)
+            .field("language", &self.language)
+            .field("has_secret", &self.secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Role, test_support::member};
+
+    #[test]
+    fn the_invitee_decides_the_kind_of_email() {
+        let account = Uuid::now_v7();
+        let user_id = Uuid::now_v7();
+        let user = |activated, member_of_account| {
+            Some(ExistingUser {
+                user_id,
+                activated,
+                member_of_account,
+            })
+        };
+        let table = [
+            (None, Ok(InvitationKind::NewUser)),
+            (user(false, false), Ok(InvitationKind::NewUser)),
+            (user(true, false), Ok(InvitationKind::ExistingUser)),
+            (
+                user(true, true),
+                Err(Refusal::AlreadyMember {
+                    account_id: account,
+                    user_id,
+                }),
+            ),
+            (
+                user(false, true),
+                Err(Refusal::AlreadyMember {
+                    account_id: account,
+                    user_id,
+                }),
+            ),
+        ];
+        for (existing, expected) in table {
+            assert_eq!(invitation_kind(account, existing), expected, "{existing:?}");
+        }
+    }
+
+    #[test]
+    fn an_invitation_is_resent_once_a_minute_and_never_after_acceptance() {
+        let now = Utc::now();
+        let invited = member(Role::Users, MemberStatus::Invited);
+        let expired = member(Role::Users, MemberStatus::Expired);
+        let active = member(Role::Users, MemberStatus::Active);
+        let ago = |seconds| Some(now - TimeDelta::seconds(seconds));
+        assert_eq!(check_resend(&invited, ago(60), now), Ok(()));
+        assert_eq!(check_resend(&expired, ago(3600), now), Ok(()));
+        assert_eq!(check_resend(&invited, None, now), Ok(()));
+        assert_eq!(
+            check_resend(&invited, ago(45), now),
+            Err(Refusal::ResendTooSoon {
+                user_id: invited.user_id,
+                retry_after: std::time::Duration::from_secs(15),
+            })
+        );
+        assert!(matches!(
+            check_resend(&active, ago(3600), now),
+            Err(Refusal::InvitationAccepted { .. })
+        ));
+    }
+
+    #[test]
+    fn the_outbox_message_keeps_its_stored_shape() {
+        let email = InvitationEmail {
+            kind: InvitationKind::ExistingUser,
+            to: "ada@example.com".into(),
+            invitee_name: "Ada".into(),
+            language: Language::De,
+            account_name: "Acme".into(),
+            inviter_name: "Alice".into(),
+            expires_at: "2026-11-29T09:00:00Z".parse().unwrap(),
+            secret: Some("s3cret".into()),
+        };
+        let json: serde_json::Value = serde_json::to_value(&email).unwrap();
+        assert_eq!(json["kind"], "existing_user");
+        assert_eq!(json["language"], "de");
+        assert_eq!(json["secret"], "s3cret");
+        let erased = serde_json::to_string(&email.without_secret()).unwrap();
+        assert!(!erased.contains("s3cret") && !erased.contains("secret"));
+        let back: InvitationEmail = serde_json::from_str(&erased).unwrap();
+        assert_eq!(back, email.without_secret());
+        assert!(!format!("{email:?}").contains("s3cret"));
+    }
+}
