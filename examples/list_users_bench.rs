@@ -37,9 +37,8 @@ use usermgmt::{
     domain::{ApiTokenSecret, CloudAccess, DisplayName, Email, Language, MemberStatus, Role},
     grpc::pb::{self, user_management_client::UserManagementClient},
     store::{
-        self,
+        MemberFilter, Store,
         entity::{account, api_token, membership, user},
-        members::MemberFilter,
     },
 };
 
@@ -246,7 +245,9 @@ async fn prepare_account(
             .expect("count the members");
         if count == u64::from(members) + 1 {
             eprintln!("reusing account {} ({count} members)", existing.id);
-            let admin = store::members::find_user_by_email(db, &admin_email)
+            let admin = user::Entity::find()
+                .filter(user::Column::Email.eq(admin_email.as_str()))
+                .one(db)
                 .await
                 .expect("look the administrator up")
                 .expect("the reused account has its administrator");
@@ -272,15 +273,15 @@ async fn prepare_account(
             .expect("delete its users");
     }
 
-    let created = store::accounts::create_with_admin(
-        db,
-        account_name,
-        &admin_email,
-        &DisplayName::parse("Bench Admin").expect("a valid name"),
-        now,
-    )
-    .await
-    .expect("bootstrap the account");
+    let created = Store::new(db.clone())
+        .create_account(
+            &DisplayName::parse(account_name).expect("a valid account name"),
+            &admin_email,
+            &DisplayName::parse("Bench Admin").expect("a valid name"),
+            now,
+        )
+        .await
+        .expect("bootstrap the account");
     let started = Instant::now();
     seed_members(
         db,
@@ -352,12 +353,7 @@ async fn seed_members(
                 role: Set(role.id()),
                 cloud_access: Set(serde_json::to_string(&CloudAccess::default_for(role))
                     .expect("cloud access serialises")),
-                status: Set(if invited {
-                    MemberStatus::STORED_INVITED
-                } else {
-                    MemberStatus::STORED_ACTIVE
-                }
-                .to_string()),
+                status: Set(if invited { "invited" } else { "active" }.to_string()),
                 invited_by: Set(Some(admin_id)),
                 invited_at: Set(now - TimeDelta::days(2)),
                 invitation_expires_at: Set(invited.then_some(expires_at)),
@@ -530,7 +526,10 @@ async fn walk_to_deep_page(
         last_user = response.users.last().expect("a full page").id.clone();
     }
     let last_user = Uuid::try_parse(&last_user).expect("a user id");
-    let (last_membership, _) = store::members::find(db, account_id, last_user)
+    let last_membership = membership::Entity::find()
+        .filter(membership::Column::AccountId.eq(account_id))
+        .filter(membership::Column::UserId.eq(last_user))
+        .one(db)
         .await
         .expect("look the membership up")
         .expect("the member exists");
@@ -716,20 +715,22 @@ async fn list_and_count(
     scenario: &Scenario,
     now: DateTime<Utc>,
 ) -> (Duration, Duration) {
+    let store = Store::new(db.clone());
     let started = Instant::now();
-    store::members::list(
-        db,
-        account_id,
-        &scenario.filter,
-        scenario.after,
-        scenario.page_size + 1,
-        now,
-    )
-    .await
-    .expect("the list query runs");
+    store
+        .list_members(
+            account_id,
+            &scenario.filter,
+            scenario.after,
+            scenario.page_size + 1,
+            now,
+        )
+        .await
+        .expect("the list query runs");
     let listed = started.elapsed();
     let started = Instant::now();
-    store::members::count(db, account_id, &scenario.filter, now)
+    store
+        .count_members(account_id, &scenario.filter, now)
         .await
         .expect("the count query runs");
     (listed, started.elapsed())

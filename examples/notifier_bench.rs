@@ -40,7 +40,7 @@ use clap::{Parser, Subcommand};
 use futures::{StreamExt, TryStreamExt, stream};
 use lettre::Message;
 use mailin_embedded::{Handler, Response, Server, response};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement, TransactionTrait};
 use tokio::sync::{oneshot, watch};
 use tonic::{Request, transport::Channel};
 use uuid::Uuid;
@@ -49,10 +49,10 @@ use usermgmt::{
     app::{AppError, Application},
     clock::{Clock, SystemClock},
     config::{LogFormat, Settings},
-    domain::{DisplayName, Email, InvitationSecret},
+    domain::{DisplayName, Email, InvitationEmail, InvitationKind, InvitationSecret, Language},
     grpc::pb::{self, user_management_client::UserManagementClient},
     notifier::{BATCH, Composer, LEASE, Transport},
-    store::{self, accounts::Bootstrapped},
+    store::{self, Bootstrapped, Store},
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -323,19 +323,18 @@ fn machine_load_note() -> String {
 // ---------------------------------------------------------------------------------------
 // Emails as the notifier builds them
 
-/// A payload shaped as `store::invitations::enqueue_email` writes it.
-fn payload(to: &str, name: &str) -> String {
-    serde_json::json!({
-        "kind": "new_user",
-        "to": to,
-        "invitee_name": name,
-        "language": "en",
-        "account_name": "Bench",
-        "inviter_name": "Bench Admin",
-        "expires_at": Utc::now() + TimeDelta::hours(24),
-        "secret": InvitationSecret::generate().expose(),
-    })
-    .to_string()
+/// An invitation email as the store queues it.
+fn payload(to: &str, name: &str) -> InvitationEmail {
+    InvitationEmail {
+        kind: InvitationKind::NewUser,
+        to: to.into(),
+        invitee_name: name.into(),
+        language: Language::En,
+        account_name: "Bench".into(),
+        inviter_name: "Bench Admin".into(),
+        expires_at: Utc::now() + TimeDelta::hours(24),
+        secret: Some(InvitationSecret::generate().expose().into()),
+    }
 }
 
 fn invitee(prefix: &str, i: usize) -> (String, String) {
@@ -480,7 +479,10 @@ async fn bootstrap(db: &DatabaseConnection) -> Result<Bootstrapped> {
     let admin = Email::parse("admin@bench.example")?;
     let name = DisplayName::parse("Bench Admin")?;
     let now = SystemClock.now();
-    Ok(store::accounts::create_with_admin(db, "Bench", &admin, &name, now).await?)
+    let account = DisplayName::parse("Bench")?;
+    Ok(Store::new(db.clone())
+        .create_account(&account, &admin, &name, now)
+        .await?)
 }
 
 fn invite_request(
@@ -569,7 +571,7 @@ async fn smtp_command(
     pool_sizes: &[u32],
     fresh: &[usize],
 ) -> Result<()> {
-    let payloads: Vec<String> = (0..emails)
+    let payloads: Vec<InvitationEmail> = (0..emails)
         .map(|i| {
             let (to, name) = invitee("smtp", i);
             payload(&to, &name)
@@ -646,7 +648,7 @@ async fn fill_outbox(url: &str, sink: &Sink, emails: usize, at_once: usize) -> R
 /// Puts the outbox back as it was filled: every email queued, none claimed.
 async fn restore_outbox(url: &str) -> Result<()> {
     let db = store::connect(url).await?;
-    let tx = store::begin_write(&db).await?;
+    let tx = db.begin().await?;
     tx.execute_unprepared("DELETE FROM outbox").await?;
     tx.execute_unprepared(&format!("INSERT INTO outbox SELECT * FROM {COPY}"))
         .await?;
@@ -706,7 +708,7 @@ async fn timed_drain(url: &str, sink: &Sink, emails: usize, pool: u32) -> Result
 /// time, until the outbox is empty. Prints a row.
 async fn db_only(url: &str, emails: usize, at_once: usize) -> Result<()> {
     restore_outbox(url).await?;
-    let db = store::connect(url).await?;
+    let store = Store::connect(url).await?;
     let mut claims = Vec::new();
     let mut marks = Vec::new();
     let mut claimed = 0;
@@ -714,17 +716,17 @@ async fn db_only(url: &str, emails: usize, at_once: usize) -> Result<()> {
     let started = Instant::now();
     loop {
         let claim_started = Instant::now();
-        let batch = store::outbox::claim_due(&db, SystemClock.now(), LEASE, BATCH).await?;
+        let batch = store.claim_emails(SystemClock.now(), LEASE, BATCH).await?;
         claims.push(ms(claim_started.elapsed()));
         if batch.is_empty() {
             break;
         }
         claimed += batch.len();
-        let db = &db;
+        let store = &store;
         let batch_marks: Vec<f64> = stream::iter(batch)
             .map(|email| async move {
                 let mark_started = Instant::now();
-                store::outbox::mark_sent(db, &email, SystemClock.now()).await?;
+                store.mark_sent(&email, SystemClock.now()).await?;
                 Ok::<_, BoxError>(ms(mark_started.elapsed()))
             })
             .buffer_unordered(at_once)
@@ -734,7 +736,7 @@ async fn db_only(url: &str, emails: usize, at_once: usize) -> Result<()> {
     }
     let elapsed = started.elapsed();
     let cpu = cpu.used();
-    db.close().await?;
+    store.close().await?;
     if claimed != emails {
         return Err(format!("claimed {claimed} of {emails} emails").into());
     }
