@@ -5,6 +5,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use sea_orm::{DatabaseConnection, DbErr};
+use secrecy::ExposeSecret;
 use tokio::{
     net::TcpListener,
     sync::{Notify, broadcast, watch},
@@ -69,24 +70,25 @@ impl Application {
         settings: &Settings,
         clock: SharedClock,
     ) -> Result<Self, AppError> {
-        let db = store::connect(&settings.database_url).await?;
+        let db = store::connect(settings.database.url.expose_secret()).await?;
         store::migrate(&db).await?;
-        let listener = TcpListener::bind(settings.listen_addr)
+        let listener = TcpListener::bind(settings.server.listen_addr)
             .await
             .map_err(|source| AppError::Bind {
-                addr: settings.listen_addr,
+                addr: settings.server.listen_addr,
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: settings.listen_addr,
+            addr: settings.server.listen_addr,
             source,
         })?;
         let outbox_wake = Arc::new(Notify::new());
         let (deliveries, _) = broadcast::channel(1024);
-        let notifier = if settings.notifier {
+        let notifier = if settings.notifier.enabled {
             Some(
                 Notifier::from_settings(
-                    settings,
+                    &settings.mail,
+                    &settings.notifier,
                     db.clone(),
                     clock.clone(),
                     outbox_wake.clone(),
@@ -97,15 +99,11 @@ impl Application {
         } else {
             None
         };
-        let jwt = JwtVerifier::from_settings(
-            settings.jwt_secret.as_deref(),
-            settings.jwt_public_key_file.as_deref(),
-        )
-        .map_err(AppError::Jwt)?;
+        let jwt = JwtVerifier::from_settings(&settings.auth).map_err(AppError::Jwt)?;
         let users = UserService::new(
             db.clone(),
             clock,
-            settings.invitation_ttl,
+            settings.invitations.ttl,
             outbox_wake.clone(),
             jwt,
         );

@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use usermgmt::{
     app::{AppError, Application},
@@ -13,7 +14,7 @@ use usermgmt::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.settings.log_format);
+    telemetry::init(cli.settings.server.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings).await,
         Command::Migrate => migrate(&cli.settings).await,
@@ -76,7 +77,7 @@ async fn serve(settings: &Settings) -> CliResult {
 }
 
 async fn migrate(settings: &Settings) -> CliResult {
-    let db = store::connect(&settings.database_url).await?;
+    let db = store::connect(settings.database.url.expose_secret()).await?;
     store::migrate(&db).await.map_err(AppError::from)?;
     tracing::info!("migrations applied");
     Ok(())
@@ -88,7 +89,7 @@ async fn bootstrap(
     admin_email: &str,
     admin_name: Option<&str>,
 ) -> CliResult {
-    let db = store::connect(&settings.database_url).await?;
+    let db = store::connect(settings.database.url.expose_secret()).await?;
     store::migrate(&db).await?;
     let created = create_account(&db, account_name, admin_email, admin_name).await?;
     println!(
@@ -149,7 +150,7 @@ async fn issue_token(
         domain::{ApiTokenSecret, Role},
         store::{Actor, tokens::NewToken},
     };
-    let db = store::connect(&settings.database_url).await?;
+    let db = store::connect(settings.database.url.expose_secret()).await?;
     store::migrate(&db).await?;
     let email = Email::parse(email).map_err(|e| format!("--email {e}"))?;
     let name = DisplayName::parse(name).map_err(|e| format!("--name {e}"))?;
@@ -199,7 +200,7 @@ async fn healthcheck(settings: &Settings) -> CliResult {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
     };
-    let mut addr = settings.listen_addr;
+    let mut addr = settings.server.listen_addr;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
