@@ -425,12 +425,12 @@ async fn recreate_database(url: &str) -> Result<()> {
 
 fn settings(database_url: &str, sink: &Sink, notifier: bool, pool_size: u32) -> Settings {
     let mut settings = Settings::for_database(database_url);
-    settings.smtp_url = Some(sink.url());
-    settings.mail_from = MAIL_FROM.into();
-    settings.accept_url = ACCEPT_URL.into();
-    settings.notifier = notifier;
-    settings.smtp_pool_size = pool_size;
-    settings.smtp_timeout = SMTP_TIMEOUT;
+    settings.mail.smtp_url = Some(sink.url().into());
+    settings.mail.from = MAIL_FROM.into();
+    settings.mail.accept_url = ACCEPT_URL.into();
+    settings.mail.smtp_pool_size = pool_size;
+    settings.mail.smtp_timeout = SMTP_TIMEOUT;
+    settings.notifier.enabled = notifier;
     settings
 }
 

@@ -5,6 +5,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
 use tokio::{
     net::TcpListener,
     sync::{Notify, broadcast, watch},
@@ -58,15 +59,11 @@ fn users(
     clock: SharedClock,
     outbox_wake: Arc<Notify>,
 ) -> Result<UserService, AppError> {
-    let jwt = JwtVerifier::from_settings(
-        settings.jwt_secret.as_deref(),
-        settings.jwt_public_key_file.as_deref(),
-    )
-    .map_err(AppError::Jwt)?;
+    let jwt = JwtVerifier::from_settings(&settings.auth).map_err(AppError::Jwt)?;
     Ok(UserService::new(
         store,
         clock,
-        settings.invitation_ttl,
+        settings.invitations.ttl,
         outbox_wake,
         jwt,
     ))
@@ -75,7 +72,7 @@ fn users(
 /// The use cases on the settings' database, migrated, without serving them: for the
 /// operator's commands. Emails they queue are sent by a running server's notifier.
 pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
-    let store = Store::connect(&settings.database_url).await?;
+    let store = Store::connect(settings.database.url.expose_secret()).await?;
     store.migrate().await?;
     users(
         settings,
@@ -104,24 +101,25 @@ impl Application {
         settings: &Settings,
         clock: SharedClock,
     ) -> Result<Self, AppError> {
-        let store = Store::connect(&settings.database_url).await?;
+        let store = Store::connect(settings.database.url.expose_secret()).await?;
         store.migrate().await?;
-        let listener = TcpListener::bind(settings.listen_addr)
+        let listener = TcpListener::bind(settings.server.listen_addr)
             .await
             .map_err(|source| AppError::Bind {
-                addr: settings.listen_addr,
+                addr: settings.server.listen_addr,
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: settings.listen_addr,
+            addr: settings.server.listen_addr,
             source,
         })?;
         let outbox_wake = Arc::new(Notify::new());
         let (deliveries, _) = broadcast::channel(1024);
-        let notifier = if settings.notifier {
+        let notifier = if settings.notifier.enabled {
             Some(
                 Notifier::from_settings(
-                    settings,
+                    &settings.mail,
+                    &settings.notifier,
                     store.clone(),
                     clock.clone(),
                     outbox_wake.clone(),

@@ -19,11 +19,12 @@ use lettre::{
     message::{Mailbox, MultiPart},
 };
 use rand::Rng;
+use secrecy::ExposeSecret;
 use tokio::sync::{Notify, broadcast, watch};
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::config::Settings;
+use crate::config::{MailSettings, NotifierSettings};
 use crate::domain::InvitationEmail;
 use crate::store::{self, OutboxEmail, Store};
 
@@ -79,33 +80,34 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn from_settings(
-        settings: &Settings,
+        mail: &MailSettings,
+        notifier: &NotifierSettings,
         store: Store,
         clock: SharedClock,
         wake: Arc<Notify>,
         deliveries: broadcast::Sender<Delivery>,
     ) -> Result<Self, String> {
-        let transport = match &settings.smtp_url {
+        let transport = match &mail.smtp_url {
             Some(url) => Transport::smtp(
-                url,
-                settings.smtp_pool_size,
-                settings.smtp_timeout,
-                settings.smtp_ca_file.as_deref(),
+                url.expose_secret(),
+                mail.smtp_pool_size,
+                mail.smtp_timeout,
+                mail.smtp_ca_file.as_deref(),
             )?,
-            None => Transport::files(&settings.mail_dir)?,
+            None => Transport::files(&mail.dir)?,
         };
         Ok(Self {
             store,
             clock,
             transport,
-            composer: Composer::new(&settings.mail_from, &settings.accept_url)?,
+            composer: Composer::new(&mail.from, &mail.accept_url)?,
             retry: RetryPolicy {
-                initial: settings.notifier_retry_initial,
-                max: settings.notifier_retry_max,
-                max_attempts: settings.notifier_max_attempts,
+                initial: notifier.retry_initial,
+                max: notifier.retry_max,
+                max_attempts: notifier.max_attempts,
             },
-            poll_interval: settings.notifier_poll_interval,
-            concurrency: settings.smtp_pool_size as usize,
+            poll_interval: notifier.poll_interval,
+            concurrency: mail.smtp_pool_size as usize,
             wake,
             deliveries,
         })

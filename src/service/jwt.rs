@@ -2,14 +2,14 @@
 //! `exp` is required and checked against the service's clock with a small leeway; `sub` is
 //! the user's id. The user's memberships and roles still come from the database.
 
-use std::path::Path;
-
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::Error;
+use crate::config::AuthSettings;
 
 /// Clock skew tolerated between the token's issuer and this service.
 const LEEWAY_SECONDS: i64 = 30;
@@ -29,11 +29,12 @@ const INVALID: &str = "The bearer token is invalid or expired";
 
 impl JwtVerifier {
     /// The verifier the settings ask for, if any.
-    pub fn from_settings(
-        secret: Option<&str>,
-        public_key_file: Option<&Path>,
-    ) -> Result<Option<Self>, String> {
-        match (secret, public_key_file) {
+    pub fn from_settings(settings: &AuthSettings) -> Result<Option<Self>, String> {
+        let secret = settings
+            .jwt_secret
+            .as_ref()
+            .map(|secret| secret.expose_secret());
+        match (secret, settings.jwt_public_key_file.as_deref()) {
             (Some(_), Some(_)) => {
                 Err("set USERMGMT_JWT_SECRET or USERMGMT_JWT_PUBLIC_KEY_FILE, not both".into())
             }
@@ -92,10 +93,20 @@ impl JwtVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
     use jsonwebtoken::{EncodingKey, Header, encode};
+    use secrecy::SecretString;
     use serde_json::json;
 
     const SECRET: &str = "an HS256 secret of at least 32 bytes!";
+
+    fn auth(secret: Option<&str>, public_key_file: Option<&str>) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: secret.map(SecretString::from),
+            jwt_public_key_file: public_key_file.map(PathBuf::from),
+        }
+    }
 
     fn hs256(claims: serde_json::Value, secret: &str) -> String {
         encode(
@@ -108,7 +119,7 @@ mod tests {
 
     #[test]
     fn a_signed_unexpired_token_names_its_user() {
-        let verifier = JwtVerifier::from_settings(Some(SECRET), None)
+        let verifier = JwtVerifier::from_settings(&auth(Some(SECRET), None))
             .unwrap()
             .unwrap();
         let now = Utc::now();
@@ -122,7 +133,7 @@ mod tests {
 
     #[test]
     fn expired_forged_and_incomplete_tokens_are_refused() {
-        let verifier = JwtVerifier::from_settings(Some(SECRET), None)
+        let verifier = JwtVerifier::from_settings(&auth(Some(SECRET), None))
             .unwrap()
             .unwrap();
         let now = Utc::now();
@@ -202,8 +213,12 @@ mod tests {
 
     #[test]
     fn a_short_secret_or_two_keys_are_configuration_errors() {
-        assert!(JwtVerifier::from_settings(Some("short"), None).is_err());
-        assert!(JwtVerifier::from_settings(Some(SECRET), Some(Path::new("k.pem"))).is_err());
-        assert!(JwtVerifier::from_settings(None, None).unwrap().is_none());
+        assert!(JwtVerifier::from_settings(&auth(Some("short"), None)).is_err());
+        assert!(JwtVerifier::from_settings(&auth(Some(SECRET), Some("k.pem"))).is_err());
+        assert!(
+            JwtVerifier::from_settings(&auth(None, None))
+                .unwrap()
+                .is_none()
+        );
     }
 }

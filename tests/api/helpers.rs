@@ -96,19 +96,19 @@ pub fn with_bearer<T>(jwt: &str, message: T) -> Request<T> {
 
 fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     let mut settings = Settings::for_database(database_url);
-    settings.smtp_url = Some(mail.url());
-    settings.smtp_ca_file = mail.ca_file.clone();
-    settings.mail_from = "Acme Cloud <no-reply@usermgmt.test>".into();
-    settings.accept_url = "https://console.example/accept-invite".into();
-    settings.notifier = notifier;
+    settings.mail.smtp_url = Some(mail.url().into());
+    settings.mail.smtp_ca_file = mail.ca_file.clone();
+    settings.mail.from = "Acme Cloud <no-reply@usermgmt.test>".into();
+    settings.mail.accept_url = "https://console.example/accept-invite".into();
+    settings.mail.smtp_pool_size = 4;
+    settings.mail.smtp_timeout = Duration::from_secs(5);
+    settings.notifier.enabled = notifier;
     // Only a second instance relies on polling; this one wakes on its own commits.
-    settings.notifier_poll_interval = Duration::from_millis(50);
-    settings.notifier_retry_initial = Duration::from_secs(1);
-    settings.notifier_retry_max = Duration::from_secs(60);
-    settings.notifier_max_attempts = 5;
-    settings.smtp_pool_size = 4;
-    settings.smtp_timeout = Duration::from_secs(5);
-    settings.jwt_secret = Some(JWT_SECRET.into());
+    settings.notifier.poll_interval = Duration::from_millis(50);
+    settings.notifier.retry_initial = Duration::from_secs(1);
+    settings.notifier.retry_max = Duration::from_secs(60);
+    settings.notifier.max_attempts = 5;
+    settings.auth.jwt_secret = Some(JWT_SECRET.into());
     settings
 }
 
