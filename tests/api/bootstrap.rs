@@ -9,11 +9,10 @@ use crate::helpers::fresh_database;
 
 #[tokio::test]
 async fn replicas_starting_together_on_an_empty_database_create_one_account() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database(&dir).await;
+    let database = fresh_database().await;
     // Two pools, as two replicas would have.
-    let first = store::connect(&url).await.unwrap();
-    let second = store::connect(&url).await.unwrap();
+    let first = store::connect(database.url()).await.unwrap();
+    let second = store::connect(database.url()).await.unwrap();
     store::migrate(&first).await.unwrap();
     let email = Email::parse("admin@example.com").unwrap();
     let name = DisplayName::parse("admin").unwrap();

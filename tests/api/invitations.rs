@@ -4,8 +4,8 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use usermgmt::{domain::Role, grpc::pb, notifier::Outcome, store::entity};
 
+use crate::helpers::smtp::Mail;
 use crate::helpers::{TestApp, bad_fields, invite_request, reason, spawn_app, with_token};
-use crate::smtp::Mail;
 
 const LANGUAGES: [(pb::Language, &str, &str); 4] = [
     (

@@ -7,16 +7,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
 use usermgmt::{
-    domain::{DisplayName, Email, MemberStatus},
+    domain::MemberStatus,
     store::{self, members::MemberFilter},
 };
 
-use crate::helpers::fresh_database;
+use crate::helpers::{create_account, fresh_database, fresh_postgres_database};
 
 #[tokio::test]
 async fn the_outbox_claim_reads_the_waiting_index_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = store::connect(&fresh_database(&dir).await).await.unwrap();
+    let database = fresh_database().await;
+    let db = store::connect(database.url()).await.unwrap();
     store::migrate(&db).await.unwrap();
     let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
     let backend = db.get_database_backend();
@@ -47,25 +47,17 @@ async fn the_outbox_claim_reads_the_waiting_index_in_order() {
     );
 }
 
+// SQLite has no trigram index: its search walks the account's members.
 #[tokio::test]
+#[ignore = "needs PostgreSQL"]
 async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = store::connect(&fresh_database(&dir).await).await.unwrap();
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        return; // SQLite has no trigram index: its search walks the account's members.
-    }
+    let database = fresh_postgres_database().await;
+    let db = store::connect(database.url()).await.unwrap();
     store::migrate(&db).await.unwrap();
     let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
-    let account = store::accounts::create_with_admin(
-        &db,
-        "Acme",
-        &Email::parse("admin@acme.example").unwrap(),
-        &DisplayName::parse("Alice Admin").unwrap(),
-        now,
-    )
-    .await
-    .unwrap()
-    .account_id;
+    let account = create_account(&db, "Acme", "admin@acme.example", "Alice Admin", now)
+        .await
+        .id;
     // Over a small account, walking its members is the cheaper plan; the indexes are for
     // accounts whose members outnumber a search's matches by far.
     for sql in [
@@ -135,13 +127,12 @@ async fn explain(
         .join("\n")
 }
 
+// SQLite plans every statement afresh.
 #[tokio::test]
+#[ignore = "needs PostgreSQL"]
 async fn postgres_connections_plan_each_statement_for_its_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = store::connect(&fresh_database(&dir).await).await.unwrap();
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        return; // SQLite plans every statement afresh.
-    }
+    let database = fresh_postgres_database().await;
+    let db = store::connect(database.url()).await.unwrap();
     let show = Statement::from_string(DatabaseBackend::Postgres, "SHOW plan_cache_mode");
     let row = db.query_one_raw(show).await.unwrap().unwrap();
     let mode: String = row.try_get_by_index(0).unwrap();

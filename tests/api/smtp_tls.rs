@@ -9,8 +9,8 @@ use lettre::Message;
 use usermgmt::{grpc::pb, notifier::Transport};
 use uuid::Uuid;
 
+use crate::helpers::smtp::MailServer;
 use crate::helpers::{invite_request, spawn_app_sending_to, with_token};
-use crate::smtp::MailServer;
 
 const USER: &str = "notifier";
 const PASSWORD: &str = "relay-password";

@@ -6,7 +6,7 @@ use tonic::{Request, Status};
 
 use usermgmt::grpc::pb;
 
-use crate::helpers::{TestApp, invite_request, with_token};
+use super::{TestApp, invite_request, with_token};
 
 impl TestApp {
     pub async fn invite(
