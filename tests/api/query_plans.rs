@@ -6,10 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
-use usermgmt::{
-    domain::MemberStatus,
-    store::{self, members::MemberFilter},
-};
+use usermgmt::store::{self, MemberFilter, Store};
 
 use crate::helpers::{create_account, fresh_database, fresh_postgres_database};
 
@@ -69,9 +66,8 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
         format!(
             "INSERT INTO memberships (id, account_id, user_id, role, cloud_access, status, \
              invited_at, accepted_at) \
-             SELECT gen_random_uuid(), '{account}', id, 1, '[]', '{}', now(), now() \
-             FROM users WHERE email LIKE 'member%'",
-            MemberStatus::STORED_ACTIVE
+             SELECT gen_random_uuid(), '{account}', id, 1, '[]', 'active', now(), now() \
+             FROM users WHERE email LIKE 'member%'"
         ),
         // As autovacuum would: statistics, and the new index entries merged from GIN's
         // pending list into the index proper.
@@ -93,7 +89,8 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
         search: Some(("lovelace".into(), None)),
         ..MemberFilter::default()
     };
-    let found = store::members::list(&probe, account, &filter, None, 51, now)
+    let found = Store::new(probe)
+        .list_members(account, &filter, None, 51, now)
         .await
         .unwrap();
     assert!(found.is_empty());

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use usermgmt::{
     clock::Clock,
     domain::{ApiTokenSecret, CloudAccess, DisplayName, Email, Language, Role},
-    store::{self, entity},
+    store::{Store, entity},
 };
 
 use super::TestApp;
@@ -30,15 +30,15 @@ pub async fn create_account(
     admin_name: &str,
     now: DateTime<Utc>,
 ) -> Account {
-    let created = store::accounts::create_with_admin(
-        db,
-        name,
-        &Email::parse(admin_email).expect("a valid administrator email"),
-        &DisplayName::parse(admin_name).expect("a valid administrator name"),
-        now,
-    )
-    .await
-    .expect("the account is created");
+    let created = Store::new(db.clone())
+        .create_account(
+            &DisplayName::parse(name).expect("a valid account name"),
+            &Email::parse(admin_email).expect("a valid administrator email"),
+            &DisplayName::parse(admin_name).expect("a valid administrator name"),
+            now,
+        )
+        .await
+        .expect("the account is created");
     Account {
         id: created.account_id,
         admin_id: created.user_id,
