@@ -1,7 +1,11 @@
 use chrono::TimeDelta;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Code;
-use usermgmt::{domain::Role, grpc::pb, store::entity};
+use usermgmt::{
+    domain::{InvitationEmail, InvitationKind, Language, Role},
+    grpc::pb,
+    store::entity,
+};
 
 use crate::helpers::{bad_fields, invite_request, reason, spawn_app, spawn_app_with, with_token};
 
@@ -50,18 +54,19 @@ async fn inviting_a_new_email_creates_an_invited_user_listed_at_once() {
 
     let emails = entity::outbox::Entity::find().all(&app.db).await.unwrap();
     assert_eq!(emails.len(), 1, "one email waits for the notifier");
-    let payload: serde_json::Value = serde_json::from_str(&emails[0].payload).unwrap();
-    assert_eq!(payload["kind"], "new_user");
-    assert_eq!(payload["to"], "ada.lovelace@example.com");
-    assert_eq!(payload["account_name"], "Acme");
-    assert_eq!(payload["inviter_name"], "Alice Admin");
+    let message: InvitationEmail = serde_json::from_str(&emails[0].payload).unwrap();
+    assert_eq!(message.kind, InvitationKind::NewUser);
+    assert_eq!(message.to, "ada.lovelace@example.com");
+    assert_eq!(message.language, Language::En);
+    assert_eq!(message.account_name, "Acme");
+    assert_eq!(message.inviter_name, "Alice Admin");
 
     let invitation = entity::invitation::Entity::find()
         .one(&app.db)
         .await
         .unwrap()
         .unwrap();
-    let secret = payload["secret"].as_str().unwrap();
+    let secret = message.secret.as_deref().expect("the link's secret");
     assert_eq!(secret.len(), 43);
     assert_ne!(
         invitation.secret_hash, secret,
@@ -94,8 +99,8 @@ async fn inviting_a_user_of_another_account_reuses_the_user_and_sends_the_existi
         .await
         .unwrap()
         .unwrap();
-    let payload: serde_json::Value = serde_json::from_str(&email.payload).unwrap();
-    assert_eq!(payload["kind"], "existing_user");
+    let message: InvitationEmail = serde_json::from_str(&email.payload).unwrap();
+    assert_eq!(message.kind, InvitationKind::ExistingUser);
     assert_eq!(app.count_users().await, 2);
 }
 
