@@ -53,33 +53,19 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-fn users(
-    settings: &Settings,
-    store: Store,
-    clock: SharedClock,
-    outbox_wake: Arc<Notify>,
-) -> Result<UserService, AppError> {
-    let jwt = JwtVerifier::from_settings(&settings.auth).map_err(AppError::Jwt)?;
-    Ok(UserService::new(
-        store,
-        clock,
-        settings.invitations.ttl,
-        outbox_wake,
-        jwt,
-    ))
-}
-
 /// The use cases on the settings' database, migrated, without serving them: for the
-/// operator's commands. Emails they queue are sent by a running server's notifier.
+/// operator's commands, which authenticate nobody (no JWT key is read). Emails they queue
+/// are sent by a running server's notifier.
 pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
     let store = Store::connect(settings.database.url.expose_secret()).await?;
     store.migrate().await?;
-    users(
-        settings,
+    Ok(UserService::new(
         store,
         Arc::new(SystemClock),
+        settings.invitations.ttl,
         Arc::new(Notify::new()),
-    )
+        None,
+    ))
 }
 
 pub struct Application {
@@ -130,7 +116,14 @@ impl Application {
         } else {
             None
         };
-        let users = users(settings, store.clone(), clock, outbox_wake.clone())?;
+        let jwt = JwtVerifier::from_settings(&settings.auth).map_err(AppError::Jwt)?;
+        let users = UserService::new(
+            store.clone(),
+            clock,
+            settings.invitations.ttl,
+            outbox_wake.clone(),
+            jwt,
+        );
         Ok(Self {
             listener,
             local_addr,

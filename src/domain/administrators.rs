@@ -1,4 +1,4 @@
-//! R13: an account always keeps an active administrator.
+//! R14: an account always keeps an active administrator.
 
 use super::{Member, Refusal, Role};
 
@@ -18,7 +18,7 @@ pub fn check_administrator_remains(
     }
 }
 
-/// R12–R14: a member may be removed unless they are the last active administrator or
+/// R12, R14, R15: a member may be removed unless they are the last active administrator or
 /// still hold live tokens.
 pub fn check_removal(
     member: &Member,

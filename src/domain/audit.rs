@@ -13,6 +13,16 @@ pub struct Actor {
     pub now: DateTime<Utc>,
 }
 
+impl Actor {
+    pub fn new(user_id: Uuid, request_id: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            user_id,
+            request_id: request_id.to_string(),
+            now,
+        }
+    }
+}
+
 /// What an event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditAction {

@@ -78,7 +78,10 @@ mod tests {
                 administrator: true
             }
         );
-        for role in [Role::Engineers, Role::Users, Role::PurgeAndPrefetchApi] {
+        for role in Role::ALL
+            .into_iter()
+            .filter(|role| !role.is_administrator())
+        {
             assert_eq!(
                 CloudAccess::default_for(role),
                 CloudAccess::Client {

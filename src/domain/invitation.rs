@@ -169,25 +169,55 @@ mod tests {
 
     #[test]
     fn an_invitation_is_resent_once_a_minute_and_never_after_acceptance() {
+        use MemberStatus::*;
         let now = Utc::now();
-        let invited = member(Role::Users, MemberStatus::Invited);
-        let expired = member(Role::Users, MemberStatus::Expired);
-        let active = member(Role::Users, MemberStatus::Active);
-        let ago = |seconds| Some(now - TimeDelta::seconds(seconds));
-        assert_eq!(check_resend(&invited, ago(60), now), Ok(()));
-        assert_eq!(check_resend(&expired, ago(3600), now), Ok(()));
-        assert_eq!(check_resend(&invited, None, now), Ok(()));
-        assert_eq!(
-            check_resend(&invited, ago(45), now),
-            Err(Refusal::ResendTooSoon {
-                user_id: invited.user_id,
-                retry_after: std::time::Duration::from_secs(15),
-            })
-        );
-        assert!(matches!(
-            check_resend(&active, ago(3600), now),
-            Err(Refusal::InvitationAccepted { .. })
-        ));
+        let table = [
+            // (status, seconds since the last invitation, refused with retry_after seconds)
+            (Invited, None, None),
+            (Invited, Some(60), None),
+            (Expired, Some(3600), None),
+            (Invited, Some(45), Some(15)),
+            (Expired, Some(0), Some(60)),
+        ];
+        for (status, seconds_ago, retry_after) in table {
+            let member = member(Role::Users, status);
+            let last_sent = seconds_ago.map(|seconds| now - TimeDelta::seconds(seconds));
+            let expected = match retry_after {
+                None => Ok(()),
+                Some(seconds) => Err(Refusal::ResendTooSoon {
+                    user_id: member.user_id,
+                    retry_after: std::time::Duration::from_secs(seconds),
+                }),
+            };
+            assert_eq!(
+                check_resend(&member, last_sent, now),
+                expected,
+                "{status:?} {seconds_ago:?}"
+            );
+        }
+        let active = member(Role::Users, Active);
+        for seconds_ago in [None, Some(10), Some(3600)] {
+            let last_sent = seconds_ago.map(|seconds| now - TimeDelta::seconds(seconds));
+            assert_eq!(
+                check_resend(&active, last_sent, now),
+                Err(Refusal::InvitationAccepted {
+                    account_id: active.account_id,
+                    user_id: active.user_id,
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_stored_by_the_first_version_still_reads() {
+        let stored = r#"{"kind":"new_user","to":"ada@example.com","invitee_name":"Ada","language":"ru","account_name":"Acme","inviter_name":"Alice","expires_at":"2026-11-29T09:00:00Z","secret":"s3cret"}"#;
+        let message: InvitationEmail = serde_json::from_str(stored).unwrap();
+        assert_eq!(message.kind, InvitationKind::NewUser);
+        assert_eq!(message.language, Language::Ru);
+        assert_eq!(message.secret.as_deref(), Some("s3cret"));
+        let sent = r#"{"kind":"existing_user","to":"a@b.example","invitee_name":"A","language":"en","account_name":"X","inviter_name":"Y","expires_at":"2026-11-29T09:00:00Z"}"#;
+        let message: InvitationEmail = serde_json::from_str(sent).unwrap();
+        assert_eq!(message.secret, None);
     }
 
     #[test]

@@ -160,16 +160,38 @@ mod tests {
     #[test]
     fn members_manage_and_list_their_own_tokens_and_administrators_all() {
         let (me, other) = (Uuid::now_v7(), Uuid::now_v7());
-        assert!(may_manage(Role::Administrators, me, other));
-        assert!(may_manage(Role::Users, me, me));
-        assert!(!may_manage(Role::Engineers, me, other));
-        assert_eq!(listed_issuer(Role::Administrators, me, None), Ok(None));
-        assert_eq!(
-            listed_issuer(Role::Administrators, me, Some(other)),
-            Ok(Some(other))
-        );
-        assert_eq!(listed_issuer(Role::Users, me, None), Ok(Some(me)));
-        assert_eq!(listed_issuer(Role::Users, me, Some(me)), Ok(Some(me)));
-        assert!(listed_issuer(Role::Users, me, Some(other)).is_err());
+        for role in Role::ALL {
+            let administrator = role.is_administrator();
+            assert!(may_manage(role, me, me), "{role:?}");
+            assert_eq!(may_manage(role, me, other), administrator, "{role:?}");
+            let table = [
+                (
+                    None,
+                    if administrator {
+                        Ok(None)
+                    } else {
+                        Ok(Some(me))
+                    },
+                ),
+                (Some(me), Ok(Some(me))),
+                (
+                    Some(other),
+                    if administrator {
+                        Ok(Some(other))
+                    } else {
+                        Err(Refusal::AdministratorRequired {
+                            what: "list other members' tokens",
+                        })
+                    },
+                ),
+            ];
+            for (requested, expected) in table {
+                assert_eq!(
+                    listed_issuer(role, me, requested),
+                    expected,
+                    "{role:?} asking for {requested:?}"
+                );
+            }
+        }
     }
 }

@@ -33,7 +33,11 @@ impl UserService {
         .await?;
         let pages = page_token::Query::new(
             "audit",
-            &(query.account_id, query.target_user_id, query.action),
+            &(
+                query.account_id,
+                query.target_user_id,
+                query.action.map(AuditAction::as_str),
+            ),
         );
         let before = pages.decode(&query.page_token)?;
         let events = self

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Error, JwtVerifier};
-use crate::domain::{Actor, Refusal, Role, SecretHash, token::effective_role};
+use crate::domain::{Actor, Credential, Refusal, Role, SecretHash, token::effective_role};
 use crate::store::Store;
 
 /// An authenticated caller.
@@ -15,30 +15,19 @@ pub struct Caller {
     pub request_id: String,
     /// Set when the caller presented an API token: it works only in its account, with its
     /// role as a ceiling.
-    pub token: Option<TokenGrant>,
+    pub token: Option<Credential>,
 }
 
 impl Caller {
     /// The caller as the actor of a change made at `now`.
     pub fn actor(&self, now: DateTime<Utc>) -> Actor {
-        Actor {
-            user_id: self.user_id,
-            request_id: self.request_id.clone(),
-            now,
-        }
+        Actor::new(self.user_id, &self.request_id, now)
     }
 
     /// The role of the token the caller presented, if any.
     pub fn credential_role(&self) -> Option<Role> {
-        self.token.map(|grant| grant.role)
+        self.token.map(|credential| credential.role)
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TokenGrant {
-    pub token_id: Uuid,
-    pub account_id: Uuid,
-    pub role: Role,
 }
 
 const MALFORMED: &str = "The authorization metadata must be `APIKey <token>` or `Bearer <jwt>`";
@@ -74,11 +63,7 @@ pub(super) async fn authenticate(
         Ok(Caller {
             user_id: token.issuer_id,
             request_id: String::new(),
-            token: Some(TokenGrant {
-                token_id: token.token_id,
-                account_id: token.account_id,
-                role: token.role,
-            }),
+            token: Some(token),
         })
     } else if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
         let verifier = jwt.ok_or(Error::Unauthenticated(

@@ -59,7 +59,7 @@ pub enum Error {
     #[error("{0}")]
     Internal(&'static str),
     /// The storage failed; the cause is logged, never sent to the client.
-    #[error("storage failure: {0}")]
+    #[error("storage failure")]
     Storage(Cause),
 }
 

@@ -49,7 +49,7 @@ impl ListQuery {
                 self.search.trim(),
                 self.status,
                 self.two_factor_enabled,
-                self.role,
+                self.role.map(Role::id),
             ),
         )
     }

@@ -17,7 +17,7 @@ mod tokens;
 mod update;
 
 pub use audit::{AuditPage, AuditQuery};
-pub use caller::{Caller, TokenGrant};
+pub use caller::Caller;
 pub use error::{Cause, Error, FieldViolation, Violations};
 pub use invite::Invite;
 pub use jwt::JwtVerifier;

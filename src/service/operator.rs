@@ -102,11 +102,7 @@ impl UserService {
             role: role.unwrap_or(member_role),
             expires_at: None,
         };
-        let actor = Actor {
-            user_id,
-            request_id: "cli:issue-token".into(),
-            now: self.clock.now(),
-        };
+        let actor = Actor::new(user_id, "cli:issue-token", self.clock.now());
         self.issue(&request, None, &actor).await
     }
 }

@@ -50,11 +50,7 @@ impl UserService {
     ) -> Result<IssuedToken, Error> {
         caller::role_in(&self.store, caller, request.account_id).await?;
         let issued = self
-            .issue(
-                &request,
-                caller.credential_role(),
-                &caller.actor(self.clock.now()),
-            )
+            .issue(&request, caller.credential_role(), &self.actor(caller))
             .await?;
         tracing::info!(token_id = %issued.token.id, "API token issued");
         Ok(issued)

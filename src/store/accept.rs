@@ -119,11 +119,8 @@ impl Store {
         joined.accepted_at = Set(Some(now));
         joined.invitation_expires_at = Set(None);
         joined.update(&tx).await?;
-        let actor = Actor {
-            user_id: accepted.user_id,
-            request_id: request_id.to_string(),
-            now,
-        };
+        // The invitee is the one who acts.
+        let actor = Actor::new(accepted.user_id, request_id, now);
         Event::new(&actor, accepted.account_id, AuditAction::InvitationAccepted)
             .user(accepted.user_id)
             .record(&tx)

@@ -12,7 +12,7 @@ use super::audit::Event;
 use super::entity::{invitation, invite_request, membership, user};
 use super::outbox::{self, Invitation};
 use super::rows::{self, INVITED};
-use super::{Error, Store, members};
+use super::{Error, Store, lock_account, members};
 use crate::domain::{
     Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationKind, InvitationSecret,
     Language, Member, Role,
@@ -154,6 +154,9 @@ impl Store {
     ) -> Result<Member, Error> {
         let now = actor.now;
         let tx = self.begin_write().await?;
+        // Two resends of one member wait for each other: the second sees the first's
+        // invitation and is refused as too soon.
+        lock_account(&tx, account_id).await?;
         let (membership, user) = members::get(&tx, account_id, user_id).await?;
         let member = rows::member(membership.clone(), user.clone(), now)?;
         let previous = invitation::Entity::find()
