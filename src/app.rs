@@ -63,6 +63,7 @@ pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
         store,
         Arc::new(SystemClock),
         settings.invitations.ttl,
+        settings.tokens.limits(),
         Arc::new(Notify::new()),
         None,
     ))
@@ -121,6 +122,7 @@ impl Application {
             store.clone(),
             clock,
             settings.invitations.ttl,
+            settings.tokens.limits(),
             outbox_wake.clone(),
             jwt,
         );

@@ -8,6 +8,8 @@ use std::{convert::Infallible, net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::domain::TokenLimits;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "usermgmt",
@@ -85,6 +87,8 @@ pub struct Settings {
     pub notifier: NotifierSettings,
     #[command(flatten)]
     pub auth: AuthSettings,
+    #[command(flatten)]
+    pub tokens: TokenSettings,
 }
 
 /// Where the gRPC server listens and how the process logs.
@@ -289,6 +293,32 @@ pub struct AuthSettings {
     pub jwt_public_key_file: Option<PathBuf>,
 }
 
+/// API tokens (R15): the account's cap is 100 live tokens.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "API tokens")]
+pub struct TokenSettings {
+    /// Live tokens one member may hold, so that no single member exhausts the account's 100.
+    #[arg(
+        id = "max_tokens_per_member",
+        long = "max-tokens-per-member",
+        value_name = "MAX_TOKENS_PER_MEMBER",
+        global = true,
+        env = "USERMGMT_MAX_TOKENS_PER_MEMBER",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u64).range(1..=100)
+    )]
+    pub max_per_member: u64,
+}
+
+impl TokenSettings {
+    pub fn limits(&self) -> TokenLimits {
+        TokenLimits {
+            per_member: self.max_per_member,
+            ..TokenLimits::default()
+        }
+    }
+}
+
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
     if duration.is_zero() {
@@ -321,7 +351,7 @@ mod tests {
 
     /// Every setting's environment variable (the names other programs rely on), its flag and
     /// the `--help` section it is listed under.
-    const SETTINGS: [(&str, &str, &str); 18] = [
+    const SETTINGS: [(&str, &str, &str); 19] = [
         ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
         ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
         ("USERMGMT_DATABASE_URL", "database-url", "Database"),
@@ -360,6 +390,11 @@ mod tests {
             "jwt-public-key-file",
             "Authentication",
         ),
+        (
+            "USERMGMT_MAX_TOKENS_PER_MEMBER",
+            "max-tokens-per-member",
+            "API tokens",
+        ),
     ];
 
     const SECRET_VARIABLES: [&str; 3] = [
@@ -379,7 +414,9 @@ mod tests {
             mail,
             notifier,
             auth,
+            tokens,
         } = cli.settings;
+        assert_eq!(tokens.max_per_member, 50);
         assert_eq!(server.listen_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(server.log_format, LogFormat::Text);
         assert_eq!(
@@ -449,6 +486,7 @@ mod tests {
             "--notifier-max-attempts=4",
             "--jwt-secret=an HS256 secret of at least 32 bytes",
             "--jwt-public-key-file=/etc/jwt.pem",
+            "--max-tokens-per-member=10",
         ])
         .unwrap();
         let Settings {
@@ -458,7 +496,10 @@ mod tests {
             mail,
             notifier,
             auth,
+            tokens,
         } = cli.settings;
+        assert_eq!(tokens.limits().per_member, 10);
+        assert_eq!(tokens.limits().per_account, 100);
         assert_eq!(server.listen_addr.to_string(), "0.0.0.0:6000");
         assert_eq!(server.log_format, LogFormat::Json);
         assert_eq!(database.url.expose_secret(), "postgres://db/users");

@@ -2,6 +2,15 @@
 
 use super::{Member, Refusal, Role};
 
+/// Requires the ADMINISTRATORS role; `what` completes "may …" in the refusal.
+pub fn check_administrator(role: Role, what: &'static str) -> Result<(), Refusal> {
+    if role.is_administrator() {
+        Ok(())
+    } else {
+        Err(Refusal::AdministratorRequired { what })
+    }
+}
+
 /// Refuses a change that would leave the account without an active administrator.
 /// `role_after` is the member's role after the change; `None` removes the member.
 pub fn check_administrator_remains(
@@ -57,6 +66,17 @@ mod tests {
                 result.is_err(),
                 refused,
                 "{role:?} {status:?} -> {after:?} with {others} others"
+            );
+        }
+    }
+
+    #[test]
+    fn only_administrators_pass_the_administrator_check() {
+        for role in Role::ALL {
+            assert_eq!(
+                check_administrator(role, "invite users").is_ok(),
+                role == Role::Administrators,
+                "{role:?}"
             );
         }
     }

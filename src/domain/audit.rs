@@ -4,21 +4,70 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Who changes something, in which call, and when: what every audit event records.
+use super::{Credential, Role};
+
+/// Who changes something, with which credential, in which call, and when: what every
+/// change is checked against and every audit event records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     pub user_id: Uuid,
+    pub acting: Acting,
     /// The call's `x-request-id` (or one assigned), or the command that acted.
     pub request_id: String,
     pub now: DateTime<Utc>,
 }
 
 impl Actor {
-    pub fn new(user_id: Uuid, request_id: &str, now: DateTime<Utc>) -> Self {
+    pub fn new(user_id: Uuid, acting: Acting, request_id: &str, now: DateTime<Utc>) -> Self {
         Self {
             user_id,
+            acting,
             request_id: request_id.to_string(),
             now,
+        }
+    }
+}
+
+/// The credential an actor acts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acting {
+    /// An API token: it works in its own account only, and its role and expiry bound what
+    /// it may do and mint.
+    ApiToken(Credential),
+    /// A JWT of an identity provider or of a key the service trusts; `jti` when it has one.
+    Jwt { jti: Option<String> },
+    /// An operator's command on the service's own database.
+    Operator,
+    /// The invitation's secret, when its invitee accepts.
+    Invitation,
+}
+
+impl Acting {
+    /// Whether the credential may act in the account at all.
+    pub fn works_in(&self, account_id: Uuid) -> bool {
+        match self {
+            Acting::ApiToken(credential) => credential.account_id == account_id,
+            Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => true,
+        }
+    }
+
+    /// The role the credential caps its user's role at, if it does.
+    pub fn role_ceiling(&self) -> Option<Role> {
+        match self {
+            Acting::ApiToken(credential) => Some(credential.role),
+            Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => None,
+        }
+    }
+
+    /// How the credential is recorded in the audit trail: `api_token:<id>`, `jwt:<jti>` (or
+    /// `jwt` without one), `operator`, `invitation`.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Acting::ApiToken(credential) => format!("api_token:{}", credential.token_id),
+            Acting::Jwt { jti: Some(jti) } => format!("jwt:{jti}"),
+            Acting::Jwt { jti: None } => "jwt".into(),
+            Acting::Operator => "operator".into(),
+            Acting::Invitation => "invitation".into(),
         }
     }
 }
@@ -80,6 +129,9 @@ pub struct AuditEvent {
     pub id: Uuid,
     pub account_id: Uuid,
     pub actor_id: Option<Uuid>,
+    /// The credential the actor acted with (see [`Acting::audit_name`]); empty for events
+    /// recorded before credentials were.
+    pub actor_credential: String,
     pub action: AuditAction,
     pub target_user_id: Option<Uuid>,
     pub target_token_id: Option<Uuid>,
@@ -91,6 +143,46 @@ pub struct AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_acts_only_in_its_account_and_caps_the_role() {
+        let account = Uuid::now_v7();
+        let token = Acting::ApiToken(Credential {
+            token_id: Uuid::nil(),
+            account_id: account,
+            issuer_id: Uuid::now_v7(),
+            role: Role::Engineers,
+            expires_at: None,
+            last_used_at: None,
+        });
+        let table = [
+            (
+                token.clone(),
+                true,
+                false,
+                Some(Role::Engineers),
+                "api_token:00000000-0000-0000-0000-000000000000",
+            ),
+            (
+                Acting::Jwt {
+                    jti: Some("j1".into()),
+                },
+                true,
+                true,
+                None,
+                "jwt:j1",
+            ),
+            (Acting::Jwt { jti: None }, true, true, None, "jwt"),
+            (Acting::Operator, true, true, None, "operator"),
+            (Acting::Invitation, true, true, None, "invitation"),
+        ];
+        for (acting, here, elsewhere, ceiling, name) in table {
+            assert_eq!(acting.works_in(account), here, "{acting:?}");
+            assert_eq!(acting.works_in(Uuid::now_v7()), elsewhere, "{acting:?}");
+            assert_eq!(acting.role_ceiling(), ceiling, "{acting:?}");
+            assert_eq!(acting.audit_name(), name);
+        }
+    }
 
     #[test]
     fn actions_round_trip_through_their_stored_names() {

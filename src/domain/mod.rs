@@ -19,7 +19,7 @@ pub mod services;
 mod status;
 pub mod token;
 
-pub use audit::{Actor, AuditAction, AuditEvent, FieldChange};
+pub use audit::{Acting, Actor, AuditAction, AuditEvent, FieldChange};
 pub use cloud_access::{CloudAccess, ProjectCloudRole, ProjectRole};
 pub use email::Email;
 pub use invitation::{InvitationEmail, InvitationKind};
@@ -31,7 +31,7 @@ pub use refusal::Refusal;
 pub use role::Role;
 pub use secret::{ApiTokenSecret, InvitationSecret, SecretHash};
 pub use status::MemberStatus;
-pub use token::{ApiToken, Credential, TokenGrant};
+pub use token::{ApiToken, Credential, TokenGrant, TokenLimits};
 
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use uuid::Uuid;
 
 use super::MemberField;
@@ -26,6 +28,12 @@ pub enum Refusal {
     /// A token's role may not exceed its issuer's effective role.
     #[error("A token's role may not be higher than its issuer's")]
     TokenRoleAboveIssuer,
+    /// A token minted with a token expires no later than it, and is permanent only if it is.
+    #[error("A token created with an API token must expire no later than it ({limit})")]
+    ExpiryAboveCredential { limit: DateTime<Utc> },
+    /// A member may hold this many live tokens at most.
+    #[error("You hold {max} live API tokens, the most one member may; delete one first.")]
+    TooManyTokensForMember { max: u64 },
     /// A token's expiry must lie in the future.
     #[error("invalid request: expires_at must be in the future")]
     ExpiryNotInFuture,

@@ -52,6 +52,18 @@ fn refused(refusal: Refusal, message: String) -> Status {
             "ROLE_ABOVE_CALLER",
             HashMap::new(),
         ),
+        Refusal::ExpiryAboveCredential { limit } => with_info(
+            Code::PermissionDenied,
+            message,
+            "EXPIRY_ABOVE_CREDENTIAL",
+            HashMap::from([("limit".into(), limit.to_rfc3339())]),
+        ),
+        Refusal::TooManyTokensForMember { max } => with_info(
+            Code::ResourceExhausted,
+            message,
+            "MEMBER_API_TOKEN_LIMIT_REACHED",
+            HashMap::from([("max".into(), max.to_string())]),
+        ),
         Refusal::ExpiryNotInFuture => Status::with_error_details(
             Code::InvalidArgument,
             message,

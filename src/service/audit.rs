@@ -26,7 +26,7 @@ impl UserService {
     pub async fn list_audit(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, Error> {
         caller::administrator_of(
             &self.store,
-            caller,
+            &self.actor(caller),
             query.account_id,
             "read the audit trail",
         )

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Error, JwtVerifier};
-use crate::domain::{Actor, Credential, Refusal, Role, SecretHash, token::effective_role};
+use crate::domain::{Acting, Actor, Role, SecretHash, administrators::check_administrator};
 use crate::store::Store;
 
 /// An authenticated caller.
@@ -13,20 +13,15 @@ pub struct Caller {
     pub user_id: Uuid,
     /// The call's `x-request-id` (or one assigned), recorded in the audit trail.
     pub request_id: String,
-    /// Set when the caller presented an API token: it works only in its account, with its
-    /// role as a ceiling.
-    pub token: Option<Credential>,
+    /// The credential presented: an API token works only in its account, with its role as
+    /// a ceiling.
+    pub acting: Acting,
 }
 
 impl Caller {
     /// The caller as the actor of a change made at `now`.
     pub fn actor(&self, now: DateTime<Utc>) -> Actor {
-        Actor::new(self.user_id, &self.request_id, now)
-    }
-
-    /// The role of the token the caller presented, if any.
-    pub fn credential_role(&self) -> Option<Role> {
-        self.token.map(|credential| credential.role)
+        Actor::new(self.user_id, self.acting.clone(), &self.request_id, now)
     }
 }
 
@@ -63,7 +58,7 @@ pub(super) async fn authenticate(
         Ok(Caller {
             user_id: token.issuer_id,
             request_id: String::new(),
-            token: Some(token),
+            acting: Acting::ApiToken(token),
         })
     } else if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
         let verifier = jwt.ok_or(Error::Unauthenticated(
@@ -73,43 +68,28 @@ pub(super) async fn authenticate(
         Ok(Caller {
             user_id,
             request_id: String::new(),
-            token: None,
+            acting: Acting::Jwt { jti: None },
         })
     } else {
         Err(Error::Unauthenticated(MALFORMED))
     }
 }
 
-/// Requires the ADMINISTRATORS role in the account; `what` completes "may …".
+/// Requires the ADMINISTRATORS role in the account for a read; `what` completes "may …".
+/// (A change checks who may make it again, in its own transaction.)
 pub(super) async fn administrator_of(
     store: &Store,
-    caller: &Caller,
+    actor: &Actor,
     account_id: Uuid,
     what: &'static str,
 ) -> Result<(), Error> {
-    if role_in(store, caller, account_id).await?.is_administrator() {
-        Ok(())
-    } else {
-        Err(Refusal::AdministratorRequired { what }.into())
-    }
+    check_administrator(role_in(store, actor, account_id).await?, what)?;
+    Ok(())
 }
 
 /// The caller's effective role in the account, read from the database on every call.
 /// A caller who is not an active member of the account learns nothing about it: the
 /// account answers as if it did not exist.
-pub(super) async fn role_in(
-    store: &Store,
-    caller: &Caller,
-    account_id: Uuid,
-) -> Result<Role, Error> {
-    if let Some(grant) = caller.token
-        && grant.account_id != account_id
-    {
-        return Err(Error::AccountNotFound(account_id));
-    }
-    let member_role = store
-        .active_role(account_id, caller.user_id)
-        .await?
-        .ok_or(Error::AccountNotFound(account_id))?;
-    Ok(effective_role(member_role, caller.credential_role()))
+pub(super) async fn role_in(store: &Store, actor: &Actor, account_id: Uuid) -> Result<Role, Error> {
+    Ok(store.acting_role(account_id, actor).await?)
 }

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Caller, Error, UserService, caller};
+use super::{Caller, Error, UserService};
 
 impl UserService {
     #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
@@ -12,7 +12,6 @@ impl UserService {
         account_id: Uuid,
         user_id: Uuid,
     ) -> Result<(), Error> {
-        caller::administrator_of(&self.store, caller, account_id, "remove users").await?;
         self.store
             .remove_member(account_id, user_id, &self.actor(caller))
             .await?;

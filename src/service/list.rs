@@ -60,7 +60,7 @@ impl UserService {
     pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<ListPage, Error> {
         let pages = query.pages();
         let after = pages.decode(&query.page_token)?;
-        caller::role_in(&self.store, caller, query.account_id).await?;
+        caller::role_in(&self.store, &self.actor(caller), query.account_id).await?;
         let now = self.clock.now();
         let filter = query.filter();
         let page_size = query.page_size.clamp(1, ListQuery::MAX_PAGE_SIZE);

@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::domain::{Actor, Member};
+use crate::domain::{Actor, Member, TokenLimits};
 use crate::store::Store;
 
 /// The users of accounts: invitations, members and their tokens.
@@ -43,6 +43,7 @@ pub struct UserService {
     store: Store,
     clock: SharedClock,
     invitation_ttl: TimeDelta,
+    token_limits: TokenLimits,
     passwords: PasswordHasher,
     /// Wakes the notifier when an email was committed.
     outbox_wake: Arc<Notify>,
@@ -54,6 +55,7 @@ impl UserService {
         store: Store,
         clock: SharedClock,
         invitation_ttl: Duration,
+        token_limits: TokenLimits,
         outbox_wake: Arc<Notify>,
         jwt: Option<JwtVerifier>,
     ) -> Self {
@@ -62,6 +64,7 @@ impl UserService {
             store,
             clock,
             invitation_ttl: TimeDelta::from_std(invitation_ttl).unwrap_or(TimeDelta::hours(24)),
+            token_limits,
             passwords: PasswordHasher::new(cores),
             outbox_wake,
             jwt: jwt.map(Arc::new),
@@ -92,7 +95,7 @@ impl UserService {
         account_id: Uuid,
         user_id: Uuid,
     ) -> Result<Member, Error> {
-        caller::role_in(&self.store, caller, account_id).await?;
+        caller::role_in(&self.store, &self.actor(caller), account_id).await?;
         Ok(self
             .store
             .member(account_id, user_id, self.clock.now())

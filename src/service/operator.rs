@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::{Error, IssuedToken, NewApiToken, UserService, Violations};
-use crate::domain::{Actor, DisplayName, Email, Role};
+use crate::domain::{Acting, Actor, DisplayName, Email, Role};
 use crate::store::Bootstrapped;
 
 /// A new account and its first administrator, validated.
@@ -102,7 +102,12 @@ impl UserService {
             role: role.unwrap_or(member_role),
             expires_at: None,
         };
-        let actor = Actor::new(user_id, "cli:issue-token", self.clock.now());
-        self.issue(&request, None, &actor).await
+        let actor = Actor::new(
+            user_id,
+            Acting::Operator,
+            "cli:issue-token",
+            self.clock.now(),
+        );
+        self.issue(&request, &actor).await
     }
 }

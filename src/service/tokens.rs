@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::{Caller, Error, UserService, caller, page_token};
 use crate::domain::{
-    ApiToken, ApiTokenSecret, DisplayName, Role, TokenGrant,
-    token::{listed_issuer, may_manage},
+    Actor, ApiToken, ApiTokenSecret, DisplayName, Role, TokenGrant,
+    token::{listed_issuer, visible_roles},
 };
 use crate::store::NewToken;
 
@@ -48,21 +48,17 @@ impl UserService {
         caller: &Caller,
         request: NewApiToken,
     ) -> Result<IssuedToken, Error> {
-        caller::role_in(&self.store, caller, request.account_id).await?;
-        let issued = self
-            .issue(&request, caller.credential_role(), &self.actor(caller))
-            .await?;
+        let issued = self.issue(&request, &self.actor(caller)).await?;
         tracing::info!(token_id = %issued.token.id, "API token issued");
         Ok(issued)
     }
 
-    /// Issues a token from the actor: the store checks the grant against the actor's role,
-    /// capped by `credential_role`, under the account's lock.
+    /// Issues a token from the actor: the store checks the grant against the actor's role
+    /// and credential under the account's lock.
     pub(super) async fn issue(
         &self,
         request: &NewApiToken,
-        credential_role: Option<Role>,
-        actor: &crate::domain::Actor,
+        actor: &Actor,
     ) -> Result<IssuedToken, Error> {
         let secret = ApiTokenSecret::generate();
         let new = NewToken {
@@ -77,27 +73,37 @@ impl UserService {
         };
         let token = self
             .store
-            .create_token(&new, credential_role, actor)
+            .create_token(&new, self.token_limits, actor)
             .await?;
         Ok(IssuedToken { token, secret })
     }
 
-    /// Administrators see every token of the account; other members only their own.
+    /// Administrators see every token of the account, other members only their own; no
+    /// credential sees a token above its own role.
     #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err)]
     pub async fn list_tokens(
         &self,
         caller: &Caller,
         query: TokenQuery,
     ) -> Result<TokenPage, Error> {
-        let role = caller::role_in(&self.store, caller, query.account_id).await?;
+        let role = caller::role_in(&self.store, &self.actor(caller), query.account_id).await?;
         let issued_by = listed_issuer(role, caller.user_id, query.issued_by)?;
-        let pages = page_token::Query::new("tokens", &(query.account_id, issued_by));
+        let roles = visible_roles(role);
+        let pages = page_token::Query::new(
+            "tokens",
+            &(
+                query.account_id,
+                issued_by,
+                roles.iter().map(|role| role.id()).collect::<Vec<_>>(),
+            ),
+        );
         let after = pages.decode(&query.page_token)?;
         let tokens = self
             .store
             .list_tokens(
                 query.account_id,
                 issued_by,
+                &roles,
                 after,
                 query.page_size + 1,
                 self.clock.now(),
@@ -110,7 +116,9 @@ impl UserService {
         })
     }
 
-    /// Administrators may delete any token of the account; other members only their own.
+    /// Administrators may delete any token of the account, other members only their own;
+    /// no credential a token above its own role. Tokens the caller may not delete read as
+    /// absent.
     #[tracing::instrument(skip_all, fields(%account_id, %token_id), err)]
     pub async fn delete_token(
         &self,
@@ -118,18 +126,6 @@ impl UserService {
         account_id: Uuid,
         token_id: Uuid,
     ) -> Result<(), Error> {
-        let role = caller::role_in(&self.store, caller, account_id).await?;
-        let token = self
-            .store
-            .token(account_id, token_id, self.clock.now())
-            .await?;
-        if !may_manage(role, caller.user_id, token.issuer_id) {
-            // Others' tokens are invisible to a member, so they read as absent.
-            return Err(Error::TokenNotFound {
-                account_id,
-                token_id,
-            });
-        }
         self.store
             .delete_token(account_id, token_id, &self.actor(caller))
             .await?;

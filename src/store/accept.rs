@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, sea_query::Expr,
+    IntoActiveModel, QueryFilter, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use super::audit::Event;
 use super::entity::{invitation, membership, user};
 use super::rows::ACTIVE;
 use super::{Error, Store};
-use crate::domain::{Actor, AuditAction, SecretHash};
+use crate::domain::{Acting, Actor, AuditAction, SecretHash};
 
 /// What a secret opens, as far as accepting is concerned.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,7 +67,9 @@ impl Store {
     }
 
     /// Consumes the secret and activates the membership (and the user) in one transaction.
-    /// The consuming update is conditional, so of two concurrent accepts only one succeeds.
+    /// The membership's row is locked first, as a resend locks it, so an accept and a
+    /// resend of one member run one after the other; the consuming update is conditional,
+    /// so of two concurrent accepts only one succeeds.
     #[tracing::instrument(skip_all, err)]
     pub async fn accept(
         &self,
@@ -77,6 +79,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Accepted, Error> {
         let tx = self.begin_write().await?;
+        let pending = find_unconsumed(&tx, hash)
+            .await?
+            .ok_or(Error::InvitationNotFound)?;
+        membership::Entity::find_by_id(pending.membership_id)
+            .lock_exclusive()
+            .one(&tx)
+            .await?
+            .ok_or(Error::InvitationNotFound)?;
         let consumed = invitation::Entity::update_many()
             .col_expr(invitation::Column::ConsumedAt, Expr::value(now))
             .filter(invitation::Column::SecretHash.eq(hash.as_str()))
@@ -119,8 +129,8 @@ impl Store {
         joined.accepted_at = Set(Some(now));
         joined.invitation_expires_at = Set(None);
         joined.update(&tx).await?;
-        // The invitee is the one who acts.
-        let actor = Actor::new(accepted.user_id, request_id, now);
+        // The invitee is the one who acts, with the invitation's secret.
+        let actor = Actor::new(accepted.user_id, Acting::Invitation, request_id, now);
         Event::new(&actor, accepted.account_id, AuditAction::InvitationAccepted)
             .user(accepted.user_id)
             .record(&tx)

@@ -53,6 +53,7 @@ impl<'a> Event<'a> {
             id: Set(Uuid::now_v7()),
             account_id: Set(self.account_id),
             actor_id: Set(Some(self.actor.user_id)),
+            actor_credential: Set(self.actor.acting.audit_name()),
             action: Set(self.action.as_str().to_string()),
             target_user_id: Set(self.target_user_id),
             target_token_id: Set(self.target_token_id),

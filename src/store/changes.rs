@@ -14,8 +14,8 @@ use super::rows::{self, ACTIVE};
 use super::{Error, Store, lock_account, members, outbox, tokens};
 use crate::domain::{
     Actor, AuditAction, Member, MemberChanges, Role,
-    administrators::check_removal,
-    edit::{MemberFacts, apply_changes},
+    administrators::{check_administrator, check_removal},
+    edit::{MemberFacts, apply_changes, check_editable},
 };
 
 /// What the rules need to know about the member's account, read under its lock.
@@ -40,7 +40,9 @@ async fn facts(
 }
 
 impl Store {
-    /// Applies the changes the domain allows and records the before and after.
+    /// Applies the changes the domain allows the actor and records the before and after;
+    /// who may change which field is decided under the account's lock, with the actor's
+    /// role as it is then.
     #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
     pub async fn update_member(
         &self,
@@ -51,6 +53,10 @@ impl Store {
     ) -> Result<Member, Error> {
         let tx = self.begin_write().await?;
         lock_account(&tx, account_id).await?;
+        let role = members::acting_role(&tx, account_id, actor).await?;
+        // A member learns nothing about other members' existence from this answer that
+        // ListUsers would not tell them.
+        check_editable(role.is_administrator(), actor.user_id == user_id, &changes)?;
         let (membership, user) = members::get(&tx, account_id, user_id).await?;
         let facts = facts(&tx, &membership, actor.now).await?;
         let current = rows::member(membership.clone(), user.clone(), actor.now)?;
@@ -96,6 +102,10 @@ impl Store {
     ) -> Result<(), Error> {
         let tx = self.begin_write().await?;
         lock_account(&tx, account_id).await?;
+        check_administrator(
+            members::acting_role(&tx, account_id, actor).await?,
+            "remove users",
+        )?;
         let (membership, user) = members::get(&tx, account_id, user_id).await?;
         let facts = facts(&tx, &membership, actor.now).await?;
         let member = rows::member(membership.clone(), user.clone(), actor.now)?;

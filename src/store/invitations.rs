@@ -12,10 +12,11 @@ use super::audit::Event;
 use super::entity::{invitation, invite_request, membership, user};
 use super::outbox::{self, Invitation};
 use super::rows::{self, INVITED};
-use super::{Error, Store, lock_account, members};
+use super::{Error, Store, lock_account_shared, members};
 use crate::domain::{
     Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationKind, InvitationSecret,
     Language, Member, Role,
+    administrators::check_administrator,
     invitation::{ExistingUser, check_resend, invitation_kind},
 };
 
@@ -55,6 +56,11 @@ impl Store {
     #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err)]
     pub async fn invite(&self, new: &NewInvitation<'_>, actor: &Actor) -> Result<Invited, Error> {
         let tx = self.begin_write().await?;
+        lock_account_shared(&tx, new.account_id).await?;
+        check_administrator(
+            members::acting_role(&tx, new.account_id, actor).await?,
+            "invite users",
+        )?;
         if let Some(request) = &new.request
             && let Some(first) =
                 invite_request::Entity::find_by_id((actor.user_id, request.request_id.clone()))
@@ -154,10 +160,15 @@ impl Store {
     ) -> Result<Member, Error> {
         let now = actor.now;
         let tx = self.begin_write().await?;
-        // Two resends of one member wait for each other: the second sees the first's
-        // invitation and is refused as too soon.
-        lock_account(&tx, account_id).await?;
-        let (membership, user) = members::get(&tx, account_id, user_id).await?;
+        lock_account_shared(&tx, account_id).await?;
+        check_administrator(
+            members::acting_role(&tx, account_id, actor).await?,
+            "resend invitations",
+        )?;
+        // Another resend or an accept of the same member waits, or is waited for: the
+        // second resend is refused as too soon, and a resend never mails a live link to a
+        // member who has just accepted.
+        let (membership, user) = members::get_locked(&tx, account_id, user_id).await?;
         let member = rows::member(membership.clone(), user.clone(), now)?;
         let previous = invitation::Entity::find()
             .filter(invitation::Column::MembershipId.eq(membership.id))

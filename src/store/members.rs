@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::entity::{membership, user};
 use super::rows::{self, ACTIVE, INVITED};
 use super::{Error, Keyed, Store};
-use crate::domain::{Email, Member, MemberStatus, Role};
+use crate::domain::{Actor, Email, Member, MemberStatus, Role, token::effective_role};
 
 pub(super) async fn find_user_by_email(
     db: &impl ConnectionTrait,
@@ -49,6 +49,23 @@ pub(super) async fn active_role(
         .transpose()
 }
 
+/// The actor's effective role in the account: their role as an active member, capped by
+/// their credential's; an actor who is not an active member, or whose token belongs to
+/// another account, finds no account.
+pub(super) async fn acting_role(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    actor: &Actor,
+) -> Result<Role, Error> {
+    if !actor.acting.works_in(account_id) {
+        return Err(Error::AccountNotFound(account_id));
+    }
+    let member_role = active_role(db, account_id, actor.user_id)
+        .await?
+        .ok_or(Error::AccountNotFound(account_id))?;
+    Ok(effective_role(member_role, actor.acting.role_ceiling()))
+}
+
 /// The user's membership of the account, pending or accepted, with the user.
 pub(super) async fn find(
     db: &impl ConnectionTrait,
@@ -76,6 +93,31 @@ pub(super) async fn get(
             account_id,
             user_id,
         })
+}
+
+/// As [`get`], holding the membership's row lock for the rest of the transaction: a
+/// resend and an accept of the same member wait for each other.
+pub(super) async fn get_locked(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    user_id: Uuid,
+) -> Result<(membership::Model, user::Model), Error> {
+    let not_found = || Error::MemberNotFound {
+        account_id,
+        user_id,
+    };
+    let membership = membership::Entity::find()
+        .filter(membership::Column::AccountId.eq(account_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
+    let user = user::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((membership, user))
 }
 
 /// What ListUsers narrows the account's members to.
@@ -157,14 +199,11 @@ impl Store {
         rows::member(membership, user, now)
     }
 
-    /// The user's role in the account if they are an active member of it.
+    /// The actor's effective role in the account, read now; a write reads it again under
+    /// the account's lock.
     #[tracing::instrument(skip_all, err)]
-    pub async fn active_role(
-        &self,
-        account_id: Uuid,
-        user_id: Uuid,
-    ) -> Result<Option<Role>, Error> {
-        active_role(&self.db, account_id, user_id).await
+    pub async fn acting_role(&self, account_id: Uuid, actor: &Actor) -> Result<Role, Error> {
+        acting_role(&self.db, account_id, actor).await
     }
 
     /// The user with this email, with their role, if they are an active member of the

@@ -132,11 +132,22 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 }
 
 /// Serialises the changes that must keep an account's invariants (its last administrator,
-/// its token cap) by locking the account's row for the rest of the transaction. SQLite
-/// already runs one writer at a time.
+/// its token cap, who may do what) by locking the account's row for the rest of the
+/// transaction. SQLite already runs one writer at a time.
 async fn lock_account(db: &impl ConnectionTrait, account_id: Uuid) -> Result<(), DbErr> {
     account::Entity::find_by_id(account_id)
         .lock_exclusive()
+        .one(db)
+        .await?;
+    Ok(())
+}
+
+/// Holds the account's row in share mode: changes that only depend on who may do what
+/// (an invitation, a resend, deleting a token) run side by side, but not beside a change
+/// of roles or members, which takes [`lock_account`].
+async fn lock_account_shared(db: &impl ConnectionTrait, account_id: Uuid) -> Result<(), DbErr> {
+    account::Entity::find_by_id(account_id)
+        .lock_shared()
         .one(db)
         .await?;
     Ok(())

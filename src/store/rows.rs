@@ -64,6 +64,7 @@ pub fn credential(token: &api_token::Model) -> Result<Credential, Error> {
         account_id: token.account_id,
         issuer_id: token.issuer_id,
         role: role(token.role)?,
+        expires_at: token.expires_at,
         last_used_at: token.last_used_at,
     })
 }
@@ -96,6 +97,7 @@ pub fn audit_event(event: audit_event::Model) -> Result<AuditEvent, Error> {
         id: event.id,
         account_id: event.account_id,
         actor_id: event.actor_id,
+        actor_credential: event.actor_credential,
         action: AuditAction::parse(&event.action).ok_or(Error::Corrupt("audit action"))?,
         target_user_id: event.target_user_id,
         target_token_id: event.target_token_id,

@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use super::audit::Event;
 use super::entity::{api_token, membership, user};
-use super::{Error, Store, lock_account, members, rows};
+use super::{Error, Store, lock_account, lock_account_shared, members, rows};
 use crate::domain::{
-    Actor, ApiToken, ApiTokenSecret, AuditAction, Credential, Role, SecretHash, TokenGrant,
-    token::{check_grant, effective_role},
+    Acting, Actor, ApiToken, ApiTokenSecret, AuditAction, Credential, Role, SecretHash, TokenGrant,
+    TokenLimits,
+    token::{IssuerFacts, check_grant, may_see},
 };
 
 /// `last_used_at` is written at most this often per token.
@@ -100,32 +101,37 @@ impl Store {
         Ok(())
     }
 
-    /// Issues a token from the actor, under the account's lock: the actor's role (capped by
-    /// `credential_role`, the role of the token they called with), the grant and the
-    /// account's live tokens are checked by the domain's rule in the same transaction.
+    /// Issues a token from the actor, under the account's lock: the actor's effective
+    /// role, their credential's expiry and the live tokens of the account and of the actor
+    /// are loaded there and the domain's rule decides.
     #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err)]
     pub async fn create_token(
         &self,
         new: &NewToken<'_>,
-        credential_role: Option<Role>,
+        limits: TokenLimits,
         actor: &Actor,
     ) -> Result<ApiToken, Error> {
         let tx = self.begin_write().await?;
         lock_account(&tx, new.account_id).await?;
-        let member_role = members::active_role(&tx, new.account_id, actor.user_id)
-            .await?
-            .ok_or(Error::AccountNotFound(new.account_id))?;
-        let live_tokens = api_token::Entity::find()
-            .filter(api_token::Column::AccountId.eq(new.account_id))
-            .filter(live(actor.now))
-            .count(&tx)
-            .await?;
-        check_grant(
-            effective_role(member_role, credential_role),
-            new.grant,
-            live_tokens,
-            actor.now,
-        )?;
+        let role = members::acting_role(&tx, new.account_id, actor).await?;
+        let live_in_account = || {
+            api_token::Entity::find()
+                .filter(api_token::Column::AccountId.eq(new.account_id))
+                .filter(live(actor.now))
+        };
+        let issuer = IssuerFacts {
+            role,
+            credential_expiry: match &actor.acting {
+                Acting::ApiToken(credential) => Some(credential.expires_at),
+                Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => None,
+            },
+            live_tokens_in_account: live_in_account().count(&tx).await?,
+            live_tokens_of_issuer: live_in_account()
+                .filter(api_token::Column::IssuerId.eq(actor.user_id))
+                .count(&tx)
+                .await?,
+        };
+        check_grant(&issuer, new.grant, limits, actor.now)?;
         let token = api_token::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(new.account_id),
@@ -154,30 +160,9 @@ impl Store {
         rows::api_token(token, &issuer, true, actor.now)
     }
 
-    /// The account's token, unless deleted.
-    pub async fn token(
-        &self,
-        account_id: Uuid,
-        token_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<ApiToken, Error> {
-        let token = api_token::Entity::find_by_id(token_id)
-            .filter(api_token::Column::AccountId.eq(account_id))
-            .filter(api_token::Column::DeletedAt.is_null())
-            .one(&self.db)
-            .await?
-            .ok_or(Error::TokenNotFound {
-                account_id,
-                token_id,
-            })?;
-        let mut listed = with_issuers(&self.db, account_id, vec![token], now).await?;
-        listed.pop().ok_or(Error::TokenNotFound {
-            account_id,
-            token_id,
-        })
-    }
-
-    /// Deletes the token for good.
+    /// Deletes the token for good, if the actor may see it: administrators any token of the
+    /// account, other members their own, and nobody a token above their effective role.
+    /// Decided under the account's lock.
     #[tracing::instrument(skip_all, fields(%account_id, %token_id), err)]
     pub async fn delete_token(
         &self,
@@ -185,27 +170,37 @@ impl Store {
         token_id: Uuid,
         actor: &Actor,
     ) -> Result<(), Error> {
+        let not_found = || Error::TokenNotFound {
+            account_id,
+            token_id,
+        };
         let tx = self.begin_write().await?;
+        lock_account_shared(&tx, account_id).await?;
+        let role = members::acting_role(&tx, account_id, actor).await?;
         let token = api_token::Entity::find_by_id(token_id)
             .filter(api_token::Column::AccountId.eq(account_id))
             .filter(api_token::Column::DeletedAt.is_null())
             .one(&tx)
             .await?
-            .ok_or(Error::TokenNotFound {
-                account_id,
-                token_id,
-            })?;
+            .ok_or_else(not_found)?;
+        // Tokens the actor may not see read as absent.
+        if !may_see(
+            role,
+            actor.user_id,
+            token.issuer_id,
+            rows::role(token.role)?,
+        ) {
+            return Err(not_found());
+        }
         let deleted = api_token::Entity::update_many()
             .col_expr(api_token::Column::DeletedAt, Expr::value(actor.now))
             .filter(api_token::Column::Id.eq(token.id))
             .filter(api_token::Column::DeletedAt.is_null())
             .exec(&tx)
             .await?;
+        // A concurrent deletion of the same token got there first.
         if deleted.rows_affected == 0 {
-            return Err(Error::TokenNotFound {
-                account_id,
-                token_id,
-            });
+            return Err(not_found());
         }
         Event::new(actor, account_id, AuditAction::ApiTokenDeleted)
             .user(token.issuer_id)
@@ -216,19 +211,22 @@ impl Store {
         Ok(())
     }
 
-    /// One page of the account's undeleted tokens in id order, after `after`.
+    /// One page of the account's undeleted tokens of these roles in id order, after
+    /// `after`.
     #[tracing::instrument(skip_all, fields(%account_id), err)]
     pub async fn list_tokens(
         &self,
         account_id: Uuid,
         issued_by: Option<Uuid>,
+        roles: &[Role],
         after: Option<Uuid>,
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<ApiToken>, Error> {
         let mut query = api_token::Entity::find()
             .filter(api_token::Column::AccountId.eq(account_id))
-            .filter(api_token::Column::DeletedAt.is_null());
+            .filter(api_token::Column::DeletedAt.is_null())
+            .filter(api_token::Column::Role.is_in(roles.iter().map(|role| role.id())));
         if let Some(issuer) = issued_by {
             query = query.filter(api_token::Column::IssuerId.eq(issuer));
         }

@@ -72,9 +72,10 @@ async fn a_token_role_may_not_exceed_its_issuers_and_bad_input_is_named() {
 }
 
 #[tokio::test]
-async fn an_account_holds_at_most_100_live_tokens() {
+async fn an_account_holds_at_most_100_live_tokens_and_a_member_at_most_50() {
     let app = spawn_app().await;
-    // The bootstrap token is the first; one more expires and then no longer counts.
+    // The bootstrap token is the administrator's first; one more expires and then no longer
+    // counts.
     let (short, _) = app
         .create_token(
             &app.admin_token,
@@ -83,13 +84,43 @@ async fn an_account_holds_at_most_100_live_tokens() {
         )
         .await
         .unwrap();
-    for _ in 0..98 {
+    for _ in 0..48 {
         app.create_token(&app.admin_token, pb::Role::Users, None)
             .await
             .unwrap();
     }
-    let full = app
+    let own_cap = app
         .create_token(&app.admin_token, pb::Role::Users, None)
+        .await
+        .unwrap_err();
+    assert_eq!(own_cap.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&own_cap), "MEMBER_API_TOKEN_LIMIT_REACHED");
+
+    // A second and a third member fill the account: 50 + 49 + 1 (the helper issues each
+    // member's first token directly).
+    let other = app
+        .add_member(
+            app.account_id,
+            "second@acme.example",
+            Role::Administrators,
+            Role::Administrators,
+        )
+        .await;
+    for _ in 0..48 {
+        app.create_token(&other.token, pb::Role::Users, None)
+            .await
+            .unwrap();
+    }
+    let third = app
+        .add_member(
+            app.account_id,
+            "third@acme.example",
+            Role::Administrators,
+            Role::Users,
+        )
+        .await;
+    let full = app
+        .create_token(&third.token, pb::Role::Users, None)
         .await
         .unwrap_err();
     assert_eq!(full.code(), Code::ResourceExhausted);

@@ -20,9 +20,12 @@ enum Caller {
     ForgedApiKey,
     ExpiredJwt,
     WronglySignedJwt,
+    /// An administrator's token with the Administrators role, expiring in an hour: it may
+    /// not mint tokens that outlive it.
+    ExpiringToken,
 }
 
-const CALLERS: [Caller; 10] = [
+const CALLERS: [Caller; 11] = [
     Caller::Admin,
     Caller::Engineer,
     Caller::PlainUser,
@@ -33,6 +36,7 @@ const CALLERS: [Caller; 10] = [
     Caller::ForgedApiKey,
     Caller::ExpiredJwt,
     Caller::WronglySignedJwt,
+    Caller::ExpiringToken,
 ];
 
 #[derive(Clone, Copy, Debug)]
@@ -46,46 +50,73 @@ enum Rpc {
     DeleteUser,
     ListAuditEvents,
     CreateApiToken,
+    /// A token with the Users role expiring in 30 minutes.
+    CreateExpiringApiToken,
     ListApiTokens,
     DeleteApiToken,
+    /// A token of the Administrators role, issued by the administrator.
+    DeleteAdministratorsToken,
 }
 
 use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as UA};
 
 /// Expected codes, one column per caller in the order of `CALLERS`:
 /// Admin, Engineer, PlainUser, LowerRoleToken, OtherAccountAdmin, DeletedMember,
-/// NoCredential, ForgedApiKey, ExpiredJwt, WronglySignedJwt.
-const POLICY: [(Rpc, [Code; 10]); 11] = [
-    (Rpc::InviteUser, [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA]),
+/// NoCredential, ForgedApiKey, ExpiredJwt, WronglySignedJwt, ExpiringToken.
+const POLICY: [(Rpc, [Code; 11]); 13] = [
+    (
+        Rpc::InviteUser,
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
+    ),
     (
         Rpc::ResendInvitation,
-        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA],
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
     ),
     // The secret is the credential: an unknown one is NOT_FOUND whoever asks.
     (
         Rpc::AcceptInvitation,
-        [NF, NF, NF, NF, NF, NF, NF, NF, NF, NF],
+        [NF, NF, NF, NF, NF, NF, NF, NF, NF, NF, NF],
     ),
-    (Rpc::GetUser, [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA]),
-    (Rpc::ListUsers, [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA]),
+    (Rpc::GetUser, [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA, OK]),
+    (Rpc::ListUsers, [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA, OK]),
     // Changing another member's role.
-    (Rpc::UpdateUser, [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA]),
-    (Rpc::DeleteUser, [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA]),
+    (
+        Rpc::UpdateUser,
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
+    ),
+    (
+        Rpc::DeleteUser,
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
+    ),
     (
         Rpc::ListAuditEvents,
-        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA],
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
     ),
-    // A token with the Users role: anyone's own role allows it.
+    // A permanent token with the Users role: anyone's own role allows it, but a token that
+    // expires may not mint one that outlives it.
     (
         Rpc::CreateApiToken,
-        [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA],
+        [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA, PD],
     ),
-    (Rpc::ListApiTokens, [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA]),
+    (
+        Rpc::CreateExpiringApiToken,
+        [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA, OK],
+    ),
+    (
+        Rpc::ListApiTokens,
+        [OK, OK, OK, OK, NF, NF, UA, UA, UA, UA, OK],
+    ),
     // The administrator's token: others' tokens are invisible to members; the lower-role
     // token belongs to the administrator, so it may delete their own token.
     (
         Rpc::DeleteApiToken,
-        [OK, NF, NF, OK, NF, NF, UA, UA, UA, UA],
+        [OK, NF, NF, OK, NF, NF, UA, UA, UA, UA, OK],
+    ),
+    // No credential deletes (or sees) a token above its own role: the administrator's
+    // Engineers token may not delete the administrator's Administrators token.
+    (
+        Rpc::DeleteAdministratorsToken,
+        [OK, NF, NF, NF, NF, NF, UA, UA, UA, UA, OK],
     ),
 ];
 
@@ -96,6 +127,7 @@ struct World {
     lower_role: String,
     other_admin: String,
     deleted_member_jwt: String,
+    expiring: String,
 }
 
 impl World {
@@ -132,7 +164,16 @@ impl World {
             app.clock_now() + TimeDelta::hours(1),
             crate::helpers::JWT_SECRET,
         );
+        let expiring = app
+            .issue_token(
+                app.account_id,
+                app.admin_id,
+                Role::Administrators,
+                Some(app.clock_now() + TimeDelta::hours(1)),
+            )
+            .await;
         Self {
+            expiring,
             app,
             engineer,
             plain,
@@ -163,6 +204,7 @@ impl World {
                 ),
                 message,
             ),
+            Caller::ExpiringToken => with_token(&self.expiring, message),
             Caller::WronglySignedJwt => with_bearer(
                 &jwt(
                     &app.admin_id.to_string(),
@@ -291,6 +333,23 @@ impl World {
                     .await
                     .map(drop)
             }
+            Rpc::CreateExpiringApiToken => {
+                let expires = app.clock_now() + TimeDelta::minutes(30);
+                let request = pb::CreateApiTokenRequest {
+                    account_id,
+                    name: cell.into(),
+                    role: pb::Role::Users as i32,
+                    expires_at: Some(prost_types::Timestamp {
+                        seconds: expires.timestamp(),
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                };
+                tokens
+                    .create_api_token(self.authorize(caller, request))
+                    .await
+                    .map(drop)
+            }
             Rpc::ListApiTokens => {
                 let request = pb::ListApiTokensRequest {
                     account_id,
@@ -301,10 +360,12 @@ impl World {
                     .await
                     .map(drop)
             }
-            Rpc::DeleteApiToken => {
-                let (token, _) = app
-                    .create_token(&app.admin_token, pb::Role::Users, None)
-                    .await?;
+            Rpc::DeleteApiToken | Rpc::DeleteAdministratorsToken => {
+                let role = match rpc {
+                    Rpc::DeleteAdministratorsToken => pb::Role::Administrators,
+                    _ => pb::Role::Users,
+                };
+                let (token, _) = app.create_token(&app.admin_token, role, None).await?;
                 let request = pb::DeleteApiTokenRequest {
                     account_id,
                     token_id: token.id,

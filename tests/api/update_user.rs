@@ -138,7 +138,9 @@ async fn an_administrator_changes_their_own_name_role_and_language_but_not_their
         .into_iter()
         .find(|token| token.id != engineer_token.id)
         .unwrap();
-    app.delete_token(&secret, &bootstrap.id).await.unwrap();
+    app.delete_token(&app.admin_token, &bootstrap.id)
+        .await
+        .unwrap();
     // Their engineer token caps them at ENGINEERS; their own sign-in (a JWT) does not.
     let bearer = jwt(
         &app.admin_id.to_string(),

@@ -7,6 +7,8 @@ pub struct Model {
     pub id: Uuid,
     pub account_id: Uuid,
     pub actor_id: Option<Uuid>,
+    /// The credential the actor acted with (`domain::Acting::audit_name`).
+    pub actor_credential: String,
     pub action: String,
     pub target_user_id: Option<Uuid>,
     pub target_token_id: Option<Uuid>,
