@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod authorization;
 mod bootstrap;
+mod credentials;
 mod delete_user;
 mod get_user;
 mod health;
