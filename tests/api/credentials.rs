@@ -11,7 +11,7 @@ use usermgmt::{
     store::entity,
 };
 
-use crate::helpers::{JWT_SECRET, jwt, reason, spawn_app, spawn_app_with, with_bearer};
+use crate::helpers::{reason, spawn_app, spawn_app_with, with_bearer};
 
 #[tokio::test]
 async fn a_token_minted_with_an_expiring_token_expires_no_later_than_it() {
@@ -72,11 +72,7 @@ async fn audit_events_name_the_credential_that_acted() {
         .create_token(&app.admin_token, pb::Role::Users, None)
         .await
         .unwrap();
-    let bearer = jwt(
-        &app.admin_id.to_string(),
-        app.clock_now() + TimeDelta::hours(1),
-        JWT_SECRET,
-    );
+    let bearer = app.signed_in(app.admin_id);
     let by_jwt = app
         .tokens
         .clone()
@@ -136,11 +132,7 @@ async fn a_demotion_racing_a_token_creation_never_leaves_a_token_above_the_role(
                 Role::Engineers,
             )
             .await;
-        let member_jwt = jwt(
-            &member.to_string(),
-            app.clock_now() + TimeDelta::hours(1),
-            JWT_SECRET,
-        );
+        let member_jwt = app.signed_in(member);
         let mut demote = app.update_request(member);
         demote.role = Some(pb::Role::Users as i32);
         let create = async {

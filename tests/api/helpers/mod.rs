@@ -206,6 +206,17 @@ pub fn jwt(sub: &str, exp: DateTime<Utc>, secret: &str) -> String {
     .expect("a signed JWT")
 }
 
+impl TestApp {
+    /// A JWT the test service accepts for `user_id`, valid for an hour by the test clock.
+    pub fn signed_in(&self, user_id: impl ToString) -> String {
+        jwt(
+            &user_id.to_string(),
+            self.clock_now() + chrono::TimeDelta::hours(1),
+            JWT_SECRET,
+        )
+    }
+}
+
 /// A request carrying `authorization: Bearer <jwt>`.
 pub fn with_bearer<T>(jwt: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
