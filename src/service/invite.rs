@@ -42,7 +42,7 @@ impl Invite {
 const ATTEMPTS: usize = 3;
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err(level = "info"))]
     pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<Member, Error> {
         caller::administrator_of(&self.store, caller, request.account_id, "invite users").await?;
         let cloud_access = request

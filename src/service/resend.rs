@@ -6,7 +6,7 @@ use super::{Caller, Error, UserService, caller};
 use crate::domain::{InvitationSecret, Member};
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
     pub async fn resend(
         &self,
         caller: &Caller,

@@ -42,7 +42,7 @@ pub struct TokenPage {
 
 impl UserService {
     /// Issues a token; the secret is returned once and only its hash is kept.
-    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err(level = "info"))]
     pub async fn create_token(
         &self,
         caller: &Caller,
@@ -83,7 +83,7 @@ impl UserService {
     }
 
     /// Administrators see every token of the account; other members only their own.
-    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
     pub async fn list_tokens(
         &self,
         caller: &Caller,
@@ -111,7 +111,7 @@ impl UserService {
     }
 
     /// Administrators may delete any token of the account; other members only their own.
-    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err(level = "info"))]
     pub async fn delete_token(
         &self,
         caller: &Caller,
