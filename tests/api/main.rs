@@ -7,6 +7,7 @@ mod authorization;
 mod bootstrap;
 mod delete_user;
 mod get_user;
+mod hardening;
 mod health;
 mod helpers;
 mod hostile_input;
