@@ -5,6 +5,7 @@
 
 use std::{convert::Infallible, net::SocketAddr, path::PathBuf, time::Duration};
 
+use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
@@ -136,7 +137,7 @@ pub struct DatabaseSettings {
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Invitations")]
 pub struct InvitationSettings {
-    /// How long an invitation link stays valid, e.g. `24h`, `90m`.
+    /// How long an invitation link stays valid, e.g. `24h`, `90m`: from 1 minute to 30 days.
     #[arg(
         id = "invitation_ttl",
         long = "invitation-ttl",
@@ -144,9 +145,9 @@ pub struct InvitationSettings {
         global = true,
         env = "USERMGMT_INVITATION_TTL",
         default_value = "24h",
-        value_parser = parse_duration
+        value_parser = InvitationTtl::parse
     )]
-    pub ttl: Duration,
+    pub ttl: InvitationTtl,
 }
 
 /// How emails are composed and handed over: an SMTP relay, or `.eml` files.
@@ -195,12 +196,13 @@ pub struct MailSettings {
     )]
     pub accept_url: String,
 
-    /// Pooled SMTP connections, and emails sent at once.
-    #[arg(long, global = true, env = "USERMGMT_SMTP_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Pooled SMTP connections, and emails sent at once: 1 to 100.
+    // The pool reserves room for all of them up front.
+    #[arg(long, global = true, env = "USERMGMT_SMTP_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub smtp_pool_size: u32,
 
-    /// Connect and command timeout of the SMTP client.
-    #[arg(long, global = true, env = "USERMGMT_SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// Connect and command timeout of the SMTP client: from 100ms to 10 minutes.
+    #[arg(long, global = true, env = "USERMGMT_SMTP_TIMEOUT", default_value = "10s", value_parser = duration_between(millis(100), minutes(10)))]
     pub smtp_timeout: Duration,
 
     /// PEM file of root certificates to trust for the SMTP server's TLS, besides the public
@@ -225,7 +227,7 @@ pub struct NotifierSettings {
     )]
     pub enabled: bool,
 
-    /// How often the notifier looks for emails committed by other replicas.
+    /// How often the notifier looks for emails committed by other replicas: from 10ms to 1 hour.
     #[arg(
         id = "notifier_poll_interval",
         long = "notifier-poll-interval",
@@ -233,11 +235,12 @@ pub struct NotifierSettings {
         global = true,
         env = "USERMGMT_NOTIFIER_POLL_INTERVAL",
         default_value = "5s",
-        value_parser = parse_duration
+        value_parser = duration_between(millis(10), minutes(60))
     )]
     pub poll_interval: Duration,
 
     /// First retry delay of a failed send; it doubles per attempt (with jitter) up to the cap.
+    /// From 100ms to 1 hour.
     #[arg(
         id = "notifier_retry_initial",
         long = "notifier-retry-initial",
@@ -245,11 +248,11 @@ pub struct NotifierSettings {
         global = true,
         env = "USERMGMT_NOTIFIER_RETRY_INITIAL",
         default_value = "2s",
-        value_parser = parse_duration
+        value_parser = duration_between(millis(100), minutes(60))
     )]
     pub retry_initial: Duration,
 
-    /// Longest delay between two attempts of one email.
+    /// Longest delay between two attempts of one email: from 100ms to 1 day.
     #[arg(
         id = "notifier_retry_max",
         long = "notifier-retry-max",
@@ -257,7 +260,7 @@ pub struct NotifierSettings {
         global = true,
         env = "USERMGMT_NOTIFIER_RETRY_MAX",
         default_value = "10m",
-        value_parser = parse_duration
+        value_parser = duration_between(millis(100), minutes(24 * 60))
     )]
     pub retry_max: Duration,
 
@@ -319,12 +322,53 @@ impl TokenSettings {
     }
 }
 
-fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".into());
+/// How long an invitation link stays valid: from one minute to 30 days, so that an expiry
+/// computed from any present time is a date, and no typo leaves links alive for ages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvitationTtl(TimeDelta);
+
+impl InvitationTtl {
+    pub const MIN: Duration = minutes(1);
+    pub const MAX: Duration = minutes(30 * 24 * 60);
+
+    /// A lifetime such as `24h` or `90m`, within the bounds.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let duration = duration_between(Self::MIN, Self::MAX)(raw)?;
+        TimeDelta::from_std(duration)
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
-    Ok(duration)
+
+    pub fn as_delta(self) -> TimeDelta {
+        self.0
+    }
+}
+
+/// Parses a duration such as `90s`, `24h` or `30days`, refusing one outside `min..=max`:
+/// a zero delay would spin, and a huge one overflows the dates computed from it.
+fn duration_between(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |raw| {
+        let duration = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+        if duration < min || duration > max {
+            return Err(format!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(duration)
+    }
+}
+
+const fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
 }
 
 /// Any text, held so that `Debug` never prints it.
@@ -423,7 +467,7 @@ mod tests {
             database.url.expose_secret(),
             "sqlite://usermgmt.db?mode=rwc"
         );
-        assert_eq!(invitations.ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(invitations.ttl.as_delta(), TimeDelta::hours(24));
         assert!(mail.smtp_url.is_none());
         assert_eq!(mail.dir, PathBuf::from("./mail"));
         assert_eq!(mail.from, "usermgmt <no-reply@localhost>");
@@ -503,7 +547,7 @@ mod tests {
         assert_eq!(server.listen_addr.to_string(), "0.0.0.0:6000");
         assert_eq!(server.log_format, LogFormat::Json);
         assert_eq!(database.url.expose_secret(), "postgres://db/users");
-        assert_eq!(invitations.ttl, Duration::from_secs(5400));
+        assert_eq!(invitations.ttl.as_delta(), TimeDelta::minutes(90));
         let smtp_url = mail.smtp_url.as_ref().map(|url| url.expose_secret());
         assert_eq!(smtp_url, Some("smtp://relay:25"));
         assert_eq!(mail.dir, PathBuf::from("/var/mail"));
@@ -540,7 +584,73 @@ mod tests {
         assert!(Cli::try_parse_from(["usermgmt", "--invitation-ttl", "0s"]).is_err());
         assert!(Cli::try_parse_from(["usermgmt", "--invitation-ttl", "soon"]).is_err());
         let cli = Cli::try_parse_from(["usermgmt", "serve", "--invitation-ttl", "90m"]).unwrap();
-        assert_eq!(cli.settings.invitations.ttl, Duration::from_secs(5400));
+        assert_eq!(
+            cli.settings.invitations.ttl.as_delta(),
+            TimeDelta::minutes(90)
+        );
+    }
+
+    /// Every duration setting's flag, with the shortest and the longest value it takes.
+    const DURATION_BOUNDS: [(&str, &str, &str); 5] = [
+        ("--invitation-ttl", "1m", "30days"),
+        ("--smtp-timeout", "100ms", "10m"),
+        ("--notifier-poll-interval", "10ms", "1h"),
+        ("--notifier-retry-initial", "100ms", "1h"),
+        ("--notifier-retry-max", "100ms", "1day"),
+    ];
+
+    fn parse_one(flag: &str, value: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["usermgmt", &format!("{flag}={value}")])
+    }
+
+    #[test]
+    fn every_duration_setting_takes_its_bounds_and_refuses_beyond_them() {
+        let shift = |raw: &str, by: fn(Duration, Duration) -> Duration| {
+            let bound = humantime::parse_duration(raw).unwrap();
+            humantime::format_duration(by(bound, Duration::from_millis(1))).to_string()
+        };
+        for (flag, min, max) in DURATION_BOUNDS {
+            for inside in [min, max] {
+                assert!(parse_one(flag, inside).is_ok(), "{flag}={inside}");
+            }
+            let below = shift(min, |bound, step| bound - step);
+            let above = shift(max, |bound, step| bound + step);
+            for outside in ["0s", below.as_str(), above.as_str(), "1000000000d"] {
+                let error = parse_one(flag, outside).expect_err(outside).to_string();
+                assert!(error.contains(flag), "{error}");
+                assert!(
+                    error.contains(&format!("must be between {min} and {max}")),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_absurd_invitation_ttl_is_refused_rather_than_replaced() {
+        let error = parse_one("--invitation-ttl", "1000000000d")
+            .expect_err("a lifetime of millions of years")
+            .to_string();
+        assert!(
+            error.contains("'--invitation-ttl <INVITATION_TTL>': must be between 1m and 30days"),
+            "{error}"
+        );
+        let longest = parse_one("--invitation-ttl", "30days").unwrap();
+        assert_eq!(
+            longest.settings.invitations.ttl.as_delta(),
+            TimeDelta::days(30)
+        );
+    }
+
+    #[test]
+    fn the_smtp_pool_holds_1_to_100_connections() {
+        for size in ["1", "100"] {
+            assert!(parse_one("--smtp-pool-size", size).is_ok(), "{size}");
+        }
+        for size in ["0", "101", "4000000000"] {
+            let error = parse_one("--smtp-pool-size", size).expect_err(size);
+            assert!(error.to_string().contains("--smtp-pool-size"), "{error}");
+        }
     }
 
     #[test]

@@ -7,8 +7,13 @@
 //! (40 ms on Linux) because it has nothing to answer before the dot, so every email would
 //! wait about 44 ms and one connection could carry some 23 emails a second.
 //! See `docs/benchmarks.md`.
+//!
+//! Credentials travel only on an encrypted session, or to a relay on this machine (a local
+//! relay or sidecar): a URL that would send them in clear to another host is refused at
+//! start, and with opportunistic STARTTLS a connection on which STARTTLS did not happen
+//! never sends AUTH.
 
-use std::{borrow::Cow, time::Duration};
+use std::{borrow::Cow, net::IpAddr, time::Duration};
 
 use deadpool::{
     Runtime,
@@ -23,7 +28,7 @@ use lettre::{
     },
 };
 use tokio::net::TcpStream;
-use url::Url;
+use url::{Host, Url};
 
 /// A pooled connection idle for longer than this is checked with NOOP before reuse.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(30);
@@ -42,6 +47,8 @@ pub struct Relay {
     port: u16,
     start_tls: StartTls,
     credentials: Option<Credentials>,
+    /// The relay runs on this machine: credentials may go to it in clear.
+    loopback: bool,
     hello_name: ClientId,
     timeout: Duration,
     /// How STARTTLS checks the relay's certificate, made once for every connection.
@@ -61,6 +68,7 @@ impl Relay {
         if url.scheme() != "smtp" {
             return Ok(None);
         }
+        let loopback = url.host().as_ref().is_some_and(is_loopback);
         let host = url.host_str().ok_or("the URL names no host")?.to_string();
         let start_tls = match url.query_pairs().find(|(key, _)| key == "tls") {
             None => StartTls::Never,
@@ -86,10 +94,18 @@ impl Relay {
             Some(password) => Some(Credentials::new(decode(url.username())?, decode(password)?)),
             None => None,
         };
+        if credentials.is_some() && !credentials_protected(start_tls, loopback) {
+            return Err(format!(
+                "it carries credentials but no TLS, and {host} is not this machine: AUTH would \
+                 travel in clear. Add `?tls=required` (STARTTLS), use smtps://, or relay \
+                 through 127.0.0.1"
+            ));
+        }
         Ok(Some(Relay {
             port: url.port().unwrap_or(default_port),
             start_tls,
             credentials,
+            loopback,
             hello_name,
             tls: match start_tls {
                 StartTls::Never => None,
@@ -121,6 +137,14 @@ impl Relay {
                 .map_err(|e| e.to_string())?;
         }
         if let Some(credentials) = &self.credentials {
+            if !may_send_credentials(connection.is_encrypted(), self.loopback) {
+                connection.abort().await;
+                return Err(format!(
+                    "{} did not offer STARTTLS: the credentials are sent only over TLS, \
+                     so nothing was sent",
+                    self.host
+                ));
+            }
             connection
                 .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
@@ -128,6 +152,32 @@ impl Relay {
         }
         Ok(connection)
     }
+}
+
+/// 127.0.0.0/8, ::1 (or 127.0.0.0/8 mapped into IPv6) or `localhost`.
+fn is_loopback(host: &Host<&str>) -> bool {
+    let ip = match host {
+        // `smtp` is not a scheme the URL standard knows, so an IPv4 address stays text.
+        Host::Domain(name) => match name.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => return name.eq_ignore_ascii_case("localhost"),
+        },
+        Host::Ipv4(ip) => IpAddr::V4(*ip),
+        Host::Ipv6(ip) => IpAddr::V6(*ip),
+    };
+    ip.to_canonical().is_loopback()
+}
+
+/// Whether credentials in a URL with this STARTTLS setting can only ever travel protected:
+/// every session is encrypted, or the relay is on this machine. With opportunistic STARTTLS
+/// the connection decides, see [`may_send_credentials`].
+fn credentials_protected(start_tls: StartTls, loopback: bool) -> bool {
+    loopback || start_tls != StartTls::Never
+}
+
+/// Whether AUTH may be sent on an open connection.
+fn may_send_credentials(encrypted: bool, loopback: bool) -> bool {
+    encrypted || loopback
 }
 
 /// How TLS checks the certificate of `host`: against the public roots and `roots`.
@@ -245,6 +295,90 @@ mod tests {
             (opportunistic.port, opportunistic.start_tls),
             (2525, StartTls::Opportunistic)
         );
+    }
+
+    #[test]
+    fn only_127_0_0_0_8_ipv6_loopback_and_localhost_are_this_machine() {
+        let cases = [
+            ("smtp://127.0.0.1", true),
+            ("smtp://127.5.6.7:2525", true),
+            ("smtp://[::1]", true),
+            ("smtp://[::ffff:127.0.0.1]", true),
+            ("smtp://localhost", true),
+            ("smtp://LocalHost:25", true),
+            ("smtp://0.0.0.0", false),
+            ("smtp://10.0.0.1", false),
+            ("smtp://[::ffff:10.0.0.1]", false),
+            ("smtp://[fe80::1]", false),
+            ("smtp://localhost.example.com", false),
+            ("smtp://mail.example.com", false),
+            ("smtp://2130706433", false),
+        ];
+        for (url, loopback) in cases {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(is_loopback(&url.host().unwrap()), loopback, "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_travel_only_encrypted_or_to_this_machine() {
+        use StartTls::*;
+        // (STARTTLS setting, relay on this machine, URL accepted with credentials)
+        let urls = [
+            (Never, false, false),
+            (Never, true, true),
+            (Opportunistic, false, true),
+            (Opportunistic, true, true),
+            (Required, false, true),
+            (Required, true, true),
+        ];
+        for (start_tls, loopback, accepted) in urls {
+            assert_eq!(
+                credentials_protected(start_tls, loopback),
+                accepted,
+                "{start_tls:?}, loopback {loopback}"
+            );
+        }
+        // (session encrypted, relay on this machine, AUTH sent)
+        let connections = [
+            (false, false, false),
+            (false, true, true),
+            (true, false, true),
+            (true, true, true),
+        ];
+        for (encrypted, loopback, sent) in connections {
+            assert_eq!(
+                may_send_credentials(encrypted, loopback),
+                sent,
+                "encrypted {encrypted}, loopback {loopback}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_url_with_credentials_and_no_tls_to_another_host_is_refused() {
+        let timeout = Duration::from_secs(1);
+        let error = Relay::from_url("smtp://user:secret-pass@mail.example.com", timeout, None)
+            .err()
+            .expect("AUTH would travel in clear");
+        assert!(error.contains("no TLS"), "{error}");
+        assert!(!error.contains("secret-pass"), "{error}");
+
+        for url in [
+            "smtp://user:pass@127.0.0.1:2525",
+            "smtp://user:pass@localhost",
+            "smtp://user:pass@[::1]",
+            "smtp://user:pass@mail.example.com?tls=opportunistic",
+            "smtp://user:pass@mail.example.com?tls=required",
+            "smtp://mail.example.com",
+        ] {
+            assert!(
+                Relay::from_url(url, timeout, None).is_ok(),
+                "{url} is accepted"
+            );
+        }
+        assert!(relay("smtp://user:pass@127.0.0.1").loopback);
+        assert!(!relay("smtp://user:pass@mail.example.com?tls=opportunistic").loopback);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use lettre::{
         client::{Certificate, Tls},
     },
 };
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use super::relay::{Relay, RelayPool, tls_parameters};
@@ -55,9 +56,15 @@ impl Transport {
         Ok(Transport::Smtps(builder.build()))
     }
 
-    /// Writes each email as an `.eml` file in the folder, creating it.
+    /// Writes each email as an `.eml` file in the folder, creating it (readable by this
+    /// user only: the emails hold live links).
     pub fn files(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
             .map_err(|e| format!("cannot create mail folder {}: {e}", dir.display()))?;
         Ok(Transport::Files(dir.to_path_buf()))
     }
@@ -73,7 +80,7 @@ impl Transport {
                 .map_err(|e| e.to_string()),
             Transport::Files(dir) => {
                 let partial = dir.join(format!(".{id}.eml.partial"));
-                tokio::fs::write(&partial, message.formatted())
+                write_private(&partial, &message.formatted())
                     .await
                     .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
                 tokio::fs::rename(&partial, dir.join(format!("{id}.eml")))
@@ -82,6 +89,22 @@ impl Transport {
             }
         }
     }
+}
+
+/// Writes a new file that only this user may read (0600 on unix), whatever the umask. A
+/// file left by an interrupted attempt is replaced, not reused with its old mode.
+async fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).await?;
+    file.write_all(contents).await?;
+    file.flush().await
 }
 
 /// The root certificates of a PEM file.
@@ -115,5 +138,33 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(files, [format!("{id}.eml")]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn eml_files_and_the_folder_made_for_them_are_private_to_the_service() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("mail");
+        let transport = Transport::files(&folder).unwrap();
+        let id = Uuid::now_v7();
+        let message = Message::builder()
+            .from("a@example.com".parse().unwrap())
+            .to("b@example.com".parse().unwrap())
+            .subject("Your link")
+            .body("https://console.example/accept?token=live".to_string())
+            .unwrap();
+        // A file left by an interrupted attempt, readable by all, is not reused.
+        let partial = folder.join(format!(".{id}.eml.partial"));
+        std::fs::write(&partial, "half").unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        transport.send(id, message).await.unwrap();
+
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&folder.join(format!("{id}.eml"))), 0o600);
+        assert_eq!(mode(&folder), 0o700);
+        assert!(!partial.exists());
     }
 }

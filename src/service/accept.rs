@@ -7,7 +7,7 @@ use crate::store::{Accepted, Pending};
 impl UserService {
     /// Accepts the invitation whose link carries `token`. A new user must give a password;
     /// nothing is consumed when it is missing or invalid.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn accept(
         &self,
         token: &str,

@@ -22,7 +22,7 @@ pub struct AuditPage {
 
 impl UserService {
     /// The account's events, newest first; administrators only.
-    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
     pub async fn list_audit(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, Error> {
         caller::administrator_of(
             &self.store,

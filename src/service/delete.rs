@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::{Caller, Error, UserService};
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
     pub async fn delete(
         &self,
         caller: &Caller,

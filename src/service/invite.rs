@@ -42,7 +42,7 @@ impl Invite {
 const ATTEMPTS: usize = 3;
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err(level = "info"))]
     pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<Member, Error> {
         let cloud_access = request
             .cloud_access
@@ -61,7 +61,7 @@ impl UserService {
                 role: request.role,
                 cloud_access: &cloud_access,
                 secret: &secret,
-                expires_at: actor.now + self.invitation_ttl,
+                expires_at: self.invitation_expiry(actor.now)?,
                 request: request
                     .request_id
                     .as_ref()

@@ -56,7 +56,7 @@ impl ListQuery {
 }
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
     pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<ListPage, Error> {
         let pages = query.pages();
         let after = pages.decode(&query.page_token)?;

@@ -27,13 +27,14 @@ pub use password::PasswordHasher;
 pub use tokens::{IssuedToken, NewApiToken, TokenPage, TokenQuery};
 pub use update::UserUpdate;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
+use crate::config::InvitationTtl;
 use crate::domain::{Actor, Member, TokenLimits};
 use crate::store::Store;
 
@@ -54,7 +55,7 @@ impl UserService {
     pub fn new(
         store: Store,
         clock: SharedClock,
-        invitation_ttl: Duration,
+        invitation_ttl: InvitationTtl,
         token_limits: TokenLimits,
         outbox_wake: Arc<Notify>,
         jwt: Option<JwtVerifier>,
@@ -63,7 +64,7 @@ impl UserService {
         Self {
             store,
             clock,
-            invitation_ttl: TimeDelta::from_std(invitation_ttl).unwrap_or(TimeDelta::hours(24)),
+            invitation_ttl: invitation_ttl.as_delta(),
             token_limits,
             passwords: PasswordHasher::new(cores),
             outbox_wake,
@@ -82,13 +83,22 @@ impl UserService {
         .await
     }
 
+    /// When an invitation sent at `now` expires. The lifetime is bounded, so only a clock
+    /// at the very end of the calendar fails this.
+    pub fn invitation_expiry(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
+        now.checked_add_signed(self.invitation_ttl)
+            .ok_or(Error::Internal(
+                "the invitation's expiry is past the last date",
+            ))
+    }
+
     /// The caller acting now, for the audit trail.
     fn actor(&self, caller: &Caller) -> Actor {
         caller.actor(self.clock.now())
     }
 
     /// One member of the account; every member of the account may look.
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
     pub async fn get(
         &self,
         caller: &Caller,

@@ -6,7 +6,7 @@ use super::{Caller, Error, UserService};
 use crate::domain::{InvitationSecret, Member};
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
     pub async fn resend(
         &self,
         caller: &Caller,
@@ -14,7 +14,7 @@ impl UserService {
         user_id: Uuid,
     ) -> Result<Member, Error> {
         let actor = self.actor(caller);
-        let expires_at = actor.now + self.invitation_ttl;
+        let expires_at = self.invitation_expiry(actor.now)?;
         let secret = InvitationSecret::generate();
         let member = self
             .store

@@ -42,7 +42,7 @@ pub struct TokenPage {
 
 impl UserService {
     /// Issues a token; the secret is returned once and only its hash is kept.
-    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err(level = "info"))]
     pub async fn create_token(
         &self,
         caller: &Caller,
@@ -80,7 +80,7 @@ impl UserService {
 
     /// Administrators see every token of the account, other members only their own; no
     /// credential sees a token above its own role.
-    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
     pub async fn list_tokens(
         &self,
         caller: &Caller,
@@ -119,7 +119,7 @@ impl UserService {
     /// Administrators may delete any token of the account, other members only their own;
     /// no credential a token above its own role. Tokens the caller may not delete read as
     /// absent.
-    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err(level = "info"))]
     pub async fn delete_token(
         &self,
         caller: &Caller,

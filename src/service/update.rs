@@ -14,7 +14,7 @@ pub struct UserUpdate {
 }
 
 impl UserService {
-    #[tracing::instrument(skip_all, fields(account_id = %request.account_id, user_id = %request.user_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %request.account_id, user_id = %request.user_id), err(level = "info"))]
     pub async fn update(&self, caller: &Caller, request: UserUpdate) -> Result<Member, Error> {
         let UserUpdate {
             account_id,

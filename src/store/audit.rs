@@ -71,7 +71,7 @@ impl<'a> Event<'a> {
 
 impl Store {
     /// One page of the account's events, newest first, before `before`.
-    #[tracing::instrument(skip_all, fields(%account_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id), err(level = "info"))]
     pub async fn list_audit_events(
         &self,
         account_id: Uuid,

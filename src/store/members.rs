@@ -188,7 +188,7 @@ fn escape_like(text: &str) -> String {
 
 impl Store {
     /// One member of the account, pending or accepted.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn member(
         &self,
         account_id: Uuid,
@@ -201,7 +201,7 @@ impl Store {
 
     /// The actor's effective role in the account, read now; a write reads it again under
     /// the account's lock.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn acting_role(&self, account_id: Uuid, actor: &Actor) -> Result<Role, Error> {
         acting_role(&self.db, account_id, actor).await
     }
@@ -222,7 +222,7 @@ impl Store {
     }
 
     /// One page of members in membership-id order, starting after `after`.
-    #[tracing::instrument(skip_all, fields(%account_id, limit), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, limit), err(level = "info"))]
     pub async fn list_members(
         &self,
         account_id: Uuid,
@@ -252,7 +252,7 @@ impl Store {
     }
 
     /// How many members match the filter, on all pages.
-    #[tracing::instrument(skip_all, fields(%account_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id), err(level = "info"))]
     pub async fn count_members(
         &self,
         account_id: Uuid,

@@ -155,7 +155,7 @@ pub fn claim_statement(
 
 impl Store {
     /// Claims up to `limit` due emails for `lease`, counting the attempt.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn claim_emails(
         &self,
         now: DateTime<Utc>,

@@ -65,7 +65,7 @@ pub struct NewToken<'a> {
 
 impl Store {
     /// The token with this secret hash, if it is neither deleted nor expired at `now`.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn credential(
         &self,
         hash: &SecretHash,
@@ -104,7 +104,7 @@ impl Store {
     /// Issues a token from the actor, under the account's lock: the actor's effective
     /// role, their credential's expiry and the live tokens of the account and of the actor
     /// are loaded there and the domain's rule decides.
-    #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err)]
+    #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err(level = "info"))]
     pub async fn create_token(
         &self,
         new: &NewToken<'_>,
@@ -163,7 +163,7 @@ impl Store {
     /// Deletes the token for good, if the actor may see it: administrators any token of the
     /// account, other members their own, and nobody a token above their effective role.
     /// Decided under the account's lock.
-    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err(level = "info"))]
     pub async fn delete_token(
         &self,
         account_id: Uuid,
@@ -213,7 +213,7 @@ impl Store {
 
     /// One page of the account's undeleted tokens of these roles in id order, after
     /// `after`.
-    #[tracing::instrument(skip_all, fields(%account_id), err)]
+    #[tracing::instrument(skip_all, fields(%account_id), err(level = "info"))]
     pub async fn list_tokens(
         &self,
         account_id: Uuid,

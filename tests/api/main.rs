@@ -8,6 +8,7 @@ mod bootstrap;
 mod credentials;
 mod delete_user;
 mod get_user;
+mod hardening;
 mod health;
 mod helpers;
 mod hostile_input;
