@@ -69,7 +69,7 @@ pub(super) async fn authenticate(
         let verifier = jwt.ok_or(Error::Unauthenticated(
             "Bearer credentials are not accepted: no JWT key is configured",
         ))?;
-        let user_id = verifier.verify(credential, now)?;
+        let user_id = verifier.verify(credential, now).await?.user_id;
         Ok(Caller {
             user_id,
             request_id: String::new(),
