@@ -117,7 +117,9 @@ impl Application {
         } else {
             None
         };
-        let jwt = JwtVerifier::from_settings(&settings.auth).map_err(AppError::Jwt)?;
+        let jwt = JwtVerifier::from_settings(&settings.auth, clock.clone())
+            .await
+            .map_err(AppError::Jwt)?;
         let users = UserService::new(
             store.clone(),
             clock,

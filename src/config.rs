@@ -277,7 +277,7 @@ pub struct NotifierSettings {
     pub max_attempts: u32,
 }
 
-/// How `Bearer` JWTs are verified; with neither setting, JWTs are refused.
+/// How `Bearer` JWTs are verified; with no secret, key file or JWKS URL, JWTs are refused.
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Authentication")]
 pub struct AuthSettings {
@@ -291,9 +291,22 @@ pub struct AuthSettings {
     )]
     pub jwt_secret: Option<SecretString>,
 
-    /// Verifies `Bearer` JWTs signed with RS256 or EdDSA: the PEM public key's file.
+    /// Verifies `Bearer` JWTs signed with RS256, ES256 or EdDSA: the PEM public key's file.
     #[arg(long, global = true, env = "USERMGMT_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Verifies `Bearer` JWTs with the keys of an identity provider's JWKS endpoint (http or
+    /// https), chosen by the token's `kid`: RS256, ES256 and EdDSA.
+    #[arg(long, global = true, env = "USERMGMT_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<url::Url>,
+
+    /// When set, JWTs must carry this `iss`.
+    #[arg(long, global = true, env = "USERMGMT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, JWTs must carry this `aud` (or an array containing it).
+    #[arg(long, global = true, env = "USERMGMT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 /// API tokens (R15): the account's cap is 100 live tokens.
@@ -395,7 +408,7 @@ mod tests {
 
     /// Every setting's environment variable (the names other programs rely on), its flag and
     /// the `--help` section it is listed under.
-    const SETTINGS: [(&str, &str, &str); 19] = [
+    const SETTINGS: [(&str, &str, &str); 22] = [
         ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
         ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
         ("USERMGMT_DATABASE_URL", "database-url", "Database"),
@@ -439,6 +452,9 @@ mod tests {
             "max-tokens-per-member",
             "API tokens",
         ),
+        ("USERMGMT_JWT_JWKS_URL", "jwt-jwks-url", "Authentication"),
+        ("USERMGMT_JWT_ISSUER", "jwt-issuer", "Authentication"),
+        ("USERMGMT_JWT_AUDIENCE", "jwt-audience", "Authentication"),
     ];
 
     const SECRET_VARIABLES: [&str; 3] = [
@@ -482,6 +498,9 @@ mod tests {
         assert_eq!(notifier.max_attempts, 12);
         assert!(auth.jwt_secret.is_none());
         assert!(auth.jwt_public_key_file.is_none());
+        assert!(auth.jwt_jwks_url.is_none());
+        assert!(auth.jwt_issuer.is_none());
+        assert!(auth.jwt_audience.is_none());
     }
 
     #[test]
@@ -531,6 +550,9 @@ mod tests {
             "--jwt-secret=an HS256 secret of at least 32 bytes",
             "--jwt-public-key-file=/etc/jwt.pem",
             "--max-tokens-per-member=10",
+            "--jwt-jwks-url=https://idp.example/.well-known/jwks.json",
+            "--jwt-issuer=https://idp.example/",
+            "--jwt-audience=usermgmt",
         ])
         .unwrap();
         let Settings {
@@ -569,6 +591,16 @@ mod tests {
         assert_eq!(
             auth.jwt_public_key_file,
             Some(PathBuf::from("/etc/jwt.pem"))
+        );
+        assert_eq!(
+            auth.jwt_jwks_url.as_ref().map(url::Url::as_str),
+            Some("https://idp.example/.well-known/jwks.json")
+        );
+        assert_eq!(auth.jwt_issuer.as_deref(), Some("https://idp.example/"));
+        assert_eq!(auth.jwt_audience.as_deref(), Some("usermgmt"));
+        assert!(
+            Cli::try_parse_from(["usermgmt", "--jwt-jwks-url=not a url"]).is_err(),
+            "a JWKS URL that does not parse is refused"
         );
     }
 

@@ -64,11 +64,11 @@ pub(super) async fn authenticate(
         let verifier = jwt.ok_or(Error::Unauthenticated(
             "Bearer credentials are not accepted: no JWT key is configured",
         ))?;
-        let user_id = verifier.verify(credential, now)?;
+        let verified = verifier.verify(credential, now).await?;
         Ok(Caller {
-            user_id,
+            user_id: verified.user_id,
             request_id: String::new(),
-            acting: Acting::Jwt { jti: None },
+            acting: Acting::Jwt { jti: verified.jti },
         })
     } else {
         Err(Error::Unauthenticated(MALFORMED))

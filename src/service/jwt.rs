@@ -1,224 +1,265 @@
-//! `Bearer <jwt>` callers: HS256 with a shared secret, or RS256 / EdDSA with a public key.
-//! `exp` is required and checked against the service's clock with a small leeway; `sub` is
-//! the user's id. The user's memberships and roles still come from the database.
+//! `Bearer <jwt>` callers. The keys: an HS256 shared secret, one RS256 / ES256 / EdDSA public
+//! key, or an identity provider's JWKS endpoint (keys chosen by the token's `kid`, see
+//! [`jwks`]). The algorithm always comes from the key, never from the token. `exp` is required
+//! and `nbf` honoured, both against the service's clock with a small leeway; `iss` and `aud`
+//! are required and must match when configured; `sub` is the user's id. The user's memberships
+//! and roles still come from the database.
+
+mod jwks;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Header, Validation, decode, decode_header, errors::ErrorKind,
+};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::Error;
+use crate::clock::SharedClock;
 use crate::config::AuthSettings;
+use jwks::{KeySet, VerifyingKey};
 
 /// Clock skew tolerated between the token's issuer and this service.
 const LEEWAY_SECONDS: i64 = 30;
+/// Longer bearer tokens are refused unread.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The algorithms a JWKS key may verify.
+const JWKS_ALGORITHMS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+const INVALID: &str = "The bearer token is invalid or expired";
+const MALFORMED: &str = "The bearer token is not a well-formed JWT";
+const UNKNOWN_KEY: &str = "The bearer token names no signing key (kid) this service knows";
+const NOT_YET_VALID: &str = "The bearer token is not valid yet (nbf)";
+const WRONG_ISSUER: &str = "The bearer token's issuer (iss) is not the one this service trusts";
+const WRONG_AUDIENCE: &str = "The bearer token's audience (aud) is not this service";
+const NOT_A_USER: &str = "The bearer token's subject (sub) is not a user id";
+
+/// What a verified token vouches for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: Uuid,
+    /// The token's `jti`, if it has one: which credential acted.
+    pub jti: Option<String>,
+}
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
     exp: i64,
+    nbf: Option<i64>,
+    jti: Option<String>,
 }
 
 pub struct JwtVerifier {
-    key: DecodingKey,
-    algorithm: Algorithm,
+    keys: Keys,
+    rules: Rules,
 }
 
-const INVALID: &str = "The bearer token is invalid or expired";
+enum Keys {
+    /// The shared secret or the public key of the settings.
+    One(Arc<VerifyingKey>),
+    Jwks(Box<KeySet>),
+}
+
+/// What a token must claim besides a valid signature.
+#[derive(Default)]
+struct Rules {
+    issuer: Option<String>,
+    audience: Option<String>,
+}
 
 impl JwtVerifier {
-    /// The verifier the settings ask for, if any.
-    pub fn from_settings(settings: &AuthSettings) -> Result<Option<Self>, String> {
+    /// The verifier the settings ask for, if any. With a JWKS URL the key set is fetched now.
+    pub async fn from_settings(
+        settings: &AuthSettings,
+        clock: SharedClock,
+    ) -> Result<Option<Self>, String> {
         let secret = settings
             .jwt_secret
             .as_ref()
             .map(|secret| secret.expose_secret());
-        match (secret, settings.jwt_public_key_file.as_deref()) {
-            (Some(_), Some(_)) => {
-                Err("set USERMGMT_JWT_SECRET or USERMGMT_JWT_PUBLIC_KEY_FILE, not both".into())
+        let file = settings.jwt_public_key_file.as_deref();
+        let url = settings.jwt_jwks_url.as_ref();
+        if [secret.is_some(), file.is_some(), url.is_some()]
+            .iter()
+            .filter(|set| **set)
+            .count()
+            > 1
+        {
+            return Err(
+                "set one of USERMGMT_JWT_SECRET, USERMGMT_JWT_PUBLIC_KEY_FILE and \
+                 USERMGMT_JWT_JWKS_URL, not several"
+                    .into(),
+            );
+        }
+        let rules = Rules::from_settings(settings)?;
+        let keys = match (secret, file, url) {
+            (Some(secret), _, _) if secret.len() < 32 => {
+                return Err("USERMGMT_JWT_SECRET must be at least 32 bytes".into());
             }
-            (Some(secret), None) if secret.len() < 32 => {
-                Err("USERMGMT_JWT_SECRET must be at least 32 bytes".into())
-            }
-            (Some(secret), None) => Ok(Some(Self {
+            (Some(secret), _, _) => Keys::One(Arc::new(VerifyingKey {
                 key: DecodingKey::from_secret(secret.as_bytes()),
                 algorithm: Algorithm::HS256,
             })),
-            (None, Some(file)) => {
+            (None, Some(file), _) => {
                 let pem = std::fs::read(file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                Self::from_public_pem(&pem).map(Some)
+                Keys::One(Arc::new(public_key(&pem)?))
             }
-            (None, None) => Ok(None),
-        }
+            (None, None, Some(url)) => {
+                Keys::Jwks(Box::new(KeySet::start(url.clone(), clock).await?))
+            }
+            (None, None, None) if rules.issuer.is_some() || rules.audience.is_some() => {
+                return Err(
+                    "USERMGMT_JWT_ISSUER and USERMGMT_JWT_AUDIENCE need a JWT key: \
+                     USERMGMT_JWT_SECRET, USERMGMT_JWT_PUBLIC_KEY_FILE or USERMGMT_JWT_JWKS_URL"
+                        .into(),
+                );
+            }
+            (None, None, None) => return Ok(None),
+        };
+        Ok(Some(Self { keys, rules }))
     }
 
-    /// An RSA (RS256) or Ed25519 (EdDSA) public key in PEM.
+    /// An RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA) public key in PEM, with no issuer
+    /// or audience required.
     pub fn from_public_pem(pem: &[u8]) -> Result<Self, String> {
-        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Self {
-                key,
-                algorithm: Algorithm::RS256,
-            });
-        }
-        DecodingKey::from_ed_pem(pem)
-            .map(|key| Self {
-                key,
-                algorithm: Algorithm::EdDSA,
-            })
-            .map_err(|_| "the JWT public key is neither an RSA nor an Ed25519 PEM key".into())
+        Ok(Self {
+            keys: Keys::One(Arc::new(public_key(pem)?)),
+            rules: Rules::default(),
+        })
     }
 
-    /// The user id the token vouches for at `now`.
-    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Uuid, Error> {
-        let header = decode_header(token).map_err(|_| Error::Unauthenticated(INVALID))?;
-        if header.alg != self.algorithm {
+    /// What the token vouches for at `now`. A malformed token is refused before any key is
+    /// looked up (or fetched).
+    pub async fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified, Error> {
+        if !well_formed(token) {
+            return Err(Error::Unauthenticated(MALFORMED));
+        }
+        let header = decode_header(token).map_err(|_| Error::Unauthenticated(MALFORMED))?;
+        let key = match &self.keys {
+            Keys::One(key) => key.clone(),
+            Keys::Jwks(set) => {
+                if !JWKS_ALGORITHMS.contains(&header.alg) {
+                    return Err(Error::Unauthenticated(INVALID));
+                }
+                let kid = header
+                    .kid
+                    .as_deref()
+                    .ok_or(Error::Unauthenticated(UNKNOWN_KEY))?;
+                set.key(kid)
+                    .await
+                    .ok_or(Error::Unauthenticated(UNKNOWN_KEY))?
+            }
+        };
+        self.rules.check(&key, &header, token, now)
+    }
+}
+
+/// Three non-empty base64url parts, and not absurdly long.
+fn well_formed(token: &str) -> bool {
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    token.len() <= MAX_TOKEN_BYTES && {
+        let parts: Vec<&str> = token.split('.').collect();
+        parts.len() == 3 && parts.iter().all(|part| base64url(part))
+    }
+}
+
+fn public_key(pem: &[u8]) -> Result<VerifyingKey, String> {
+    let keys = [
+        (DecodingKey::from_rsa_pem(pem), Algorithm::RS256),
+        (DecodingKey::from_ec_pem(pem), Algorithm::ES256),
+        (DecodingKey::from_ed_pem(pem), Algorithm::EdDSA),
+    ];
+    keys.into_iter()
+        .find_map(|(key, algorithm)| {
+            Some(VerifyingKey {
+                key: key.ok()?,
+                algorithm,
+            })
+        })
+        .ok_or_else(|| "the JWT public key is not an RSA, EC P-256 or Ed25519 PEM key".into())
+}
+
+impl Rules {
+    fn from_settings(settings: &AuthSettings) -> Result<Self, String> {
+        let required = |value: &Option<String>, name: &str| match value.as_deref() {
+            Some(value) if value.trim().is_empty() => Err(format!("{name} must not be empty")),
+            value => Ok(value.map(String::from)),
+        };
+        Ok(Self {
+            issuer: required(&settings.jwt_issuer, "USERMGMT_JWT_ISSUER")?,
+            audience: required(&settings.jwt_audience, "USERMGMT_JWT_AUDIENCE")?,
+        })
+    }
+
+    /// Verifies the token's signature with `key` (for the key's algorithm only) and its
+    /// claims at `now`.
+    fn check(
+        &self,
+        key: &VerifyingKey,
+        header: &Header,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, Error> {
+        if header.alg != key.algorithm {
             return Err(Error::Unauthenticated(INVALID));
         }
-        let mut validation = Validation::new(self.algorithm);
-        // Expiry is checked below against the service's clock, not the system's.
+        let mut validation = Validation::new(key.algorithm);
+        // Time is checked below against the service's clock, not the system's.
         validation.validate_exp = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let claims = decode::<Claims>(token, &self.key, &validation)
-            .map_err(|_| Error::Unauthenticated(INVALID))?
+        validation.validate_nbf = false;
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        match &self.audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
+            // Identity providers' tokens carry an audience even where none is configured.
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        let claims = decode::<Claims>(token, &key.key, &validation)
+            .map_err(|error| {
+                Error::Unauthenticated(match error.kind() {
+                    ErrorKind::InvalidIssuer => WRONG_ISSUER,
+                    ErrorKind::InvalidAudience => WRONG_AUDIENCE,
+                    ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => WRONG_ISSUER,
+                    ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => WRONG_AUDIENCE,
+                    _ => INVALID,
+                })
+            })?
             .claims;
-        if claims.exp + LEEWAY_SECONDS <= now.timestamp() {
+        let now = now.timestamp();
+        if claims.exp.saturating_add(LEEWAY_SECONDS) <= now {
             return Err(Error::Unauthenticated(INVALID));
         }
-        Uuid::try_parse(&claims.sub).map_err(|_| Error::Unauthenticated(INVALID))
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECONDS) > now)
+        {
+            return Err(Error::Unauthenticated(NOT_YET_VALID));
+        }
+        let user_id =
+            Uuid::try_parse(&claims.sub).map_err(|_| Error::Unauthenticated(NOT_A_USER))?;
+        Ok(Verified {
+            user_id,
+            jti: claims.jti,
+        })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    use jsonwebtoken::{EncodingKey, Header, encode};
-    use secrecy::SecretString;
-    use serde_json::json;
-
-    const SECRET: &str = "an HS256 secret of at least 32 bytes!";
-
-    fn auth(secret: Option<&str>, public_key_file: Option<&str>) -> AuthSettings {
-        AuthSettings {
-            jwt_secret: secret.map(SecretString::from),
-            jwt_public_key_file: public_key_file.map(PathBuf::from),
-        }
-    }
-
-    fn hs256(claims: serde_json::Value, secret: &str) -> String {
-        encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn a_signed_unexpired_token_names_its_user() {
-        let verifier = JwtVerifier::from_settings(&auth(Some(SECRET), None))
-            .unwrap()
-            .unwrap();
-        let now = Utc::now();
-        let user = Uuid::now_v7();
-        let token = hs256(
-            json!({"sub": user.to_string(), "exp": now.timestamp() + 60}),
-            SECRET,
-        );
-        assert_eq!(verifier.verify(&token, now).unwrap(), user);
-    }
-
-    #[test]
-    fn expired_forged_and_incomplete_tokens_are_refused() {
-        let verifier = JwtVerifier::from_settings(&auth(Some(SECRET), None))
-            .unwrap()
-            .unwrap();
-        let now = Utc::now();
-        let sub = Uuid::now_v7().to_string();
-        let refused = [
-            hs256(
-                json!({"sub": sub, "exp": now.timestamp() - LEEWAY_SECONDS}),
-                SECRET,
-            ),
-            hs256(
-                json!({"sub": sub, "exp": now.timestamp() + 60}),
-                "another secret of at least 32 bytes",
-            ),
-            hs256(json!({"sub": sub}), SECRET),
-            hs256(
-                json!({"sub": "not-a-uuid", "exp": now.timestamp() + 60}),
-                SECRET,
-            ),
-            "not.a.jwt".to_string(),
-        ];
-        for token in refused {
-            assert!(verifier.verify(&token, now).is_err(), "{token}");
-        }
-    }
-
-    fn signed_with(algorithm: Algorithm, private_pem: &[u8], sub: &str, exp: i64) -> String {
-        let key = match algorithm {
-            Algorithm::RS256 => EncodingKey::from_rsa_pem(private_pem).unwrap(),
-            _ => EncodingKey::from_ed_pem(private_pem).unwrap(),
-        };
-        encode(
-            &Header::new(algorithm),
-            &json!({"sub": sub, "exp": exp}),
-            &key,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn rs256_and_eddsa_tokens_verify_with_their_public_keys_only() {
-        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
-        let read = |name: &str| std::fs::read(format!("{fixtures}{name}")).unwrap();
-        let now = Utc::now();
-        let user = Uuid::now_v7();
-        for (algorithm, private, public, other_public) in [
-            (
-                Algorithm::RS256,
-                "jwt-rsa-private.pem",
-                "jwt-rsa-public.pem",
-                "jwt-ed25519-public.pem",
-            ),
-            (
-                Algorithm::EdDSA,
-                "jwt-ed25519-private.pem",
-                "jwt-ed25519-public.pem",
-                "jwt-rsa-public.pem",
-            ),
-        ] {
-            let token = signed_with(
-                algorithm,
-                &read(private),
-                &user.to_string(),
-                now.timestamp() + 60,
-            );
-            let verifier = JwtVerifier::from_public_pem(&read(public)).unwrap();
-            assert_eq!(verifier.verify(&token, now).unwrap(), user, "{algorithm:?}");
-            let stranger = JwtVerifier::from_public_pem(&read(other_public)).unwrap();
-            assert!(stranger.verify(&token, now).is_err(), "{algorithm:?}");
-            let hs = hs256(
-                json!({"sub": user.to_string(), "exp": now.timestamp() + 60}),
-                SECRET,
-            );
-            assert!(verifier.verify(&hs, now).is_err(), "no algorithm switch");
-        }
-        assert!(JwtVerifier::from_public_pem(b"not a key").is_err());
-    }
-
-    #[test]
-    fn a_short_secret_or_two_keys_are_configuration_errors() {
-        assert!(JwtVerifier::from_settings(&auth(Some("short"), None)).is_err());
-        assert!(JwtVerifier::from_settings(&auth(Some(SECRET), Some("k.pem"))).is_err());
-        assert!(
-            JwtVerifier::from_settings(&auth(None, None))
-                .unwrap()
-                .is_none()
-        );
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use usermgmt::{
     store::entity,
 };
 
-use crate::helpers::{reason, spawn_app, spawn_app_with, with_bearer};
+use crate::helpers::{JWT_SECRET, reason, spawn_app, spawn_app_with, with_bearer};
 
 #[tokio::test]
 async fn a_token_minted_with_an_expiring_token_expires_no_later_than_it() {
@@ -72,24 +72,39 @@ async fn audit_events_name_the_credential_that_acted() {
         .create_token(&app.admin_token, pb::Role::Users, None)
         .await
         .unwrap();
-    let bearer = app.signed_in(app.admin_id);
-    let by_jwt = app
-        .tokens
-        .clone()
-        .create_api_token(with_bearer(
-            &bearer,
-            pb::CreateApiTokenRequest {
-                account_id: app.account_id.to_string(),
-                name: "signed in".into(),
-                role: pb::Role::Users as i32,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .token
-        .unwrap();
+    let create_with_bearer = |bearer: String, name: &'static str| {
+        let mut tokens = app.tokens.clone();
+        let account_id = app.account_id.to_string();
+        async move {
+            tokens
+                .create_api_token(with_bearer(
+                    &bearer,
+                    pb::CreateApiTokenRequest {
+                        account_id,
+                        name: name.into(),
+                        role: pb::Role::Users as i32,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .token
+                .unwrap()
+        }
+    };
+    let by_jwt = create_with_bearer(app.signed_in(app.admin_id), "signed in").await;
+    let with_jti = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({
+            "sub": app.admin_id.to_string(),
+            "exp": (app.clock_now() + TimeDelta::hours(1)).timestamp(),
+            "jti": "login-42",
+        }),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let by_jti = create_with_bearer(with_jti, "signed in, with jti").await;
 
     let events = app
         .audit(pb::ListAuditEventsRequest {
@@ -116,6 +131,10 @@ async fn audit_events_name_the_credential_that_acted() {
     assert_eq!(
         credential_of(&by_jwt.id),
         (app.admin_id.to_string(), "jwt".to_string())
+    );
+    assert_eq!(
+        credential_of(&by_jti.id),
+        (app.admin_id.to_string(), "jwt:login-42".to_string())
     );
 }
 

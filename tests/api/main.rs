@@ -14,6 +14,7 @@ mod helpers;
 mod hostile_input;
 mod invitations;
 mod invite_user;
+mod jwt_idp;
 mod list_users;
 mod notifier_faults;
 mod query_plans;

@@ -5,6 +5,7 @@
 
 mod calls;
 mod database;
+pub mod jwks;
 mod members;
 mod server;
 pub mod smtp;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use usermgmt::{
     clock::{Clock, ManualClock},
+    config::AuthSettings,
     grpc::pb::{
         self, api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient,
     },
@@ -62,6 +64,16 @@ pub async fn spawn_app_with(notifier: bool) -> TestApp {
 
 /// A fresh app sending to `mail`, with a bootstrapped account.
 pub async fn spawn_app_sending_to(mail: MailServer, notifier: bool) -> TestApp {
+    spawn(mail, notifier, None).await
+}
+
+/// A fresh app (without the notifier) verifying `Bearer` JWTs as `auth` says, instead of with
+/// the test secret. Its siblings and restarts use the test secret again.
+pub async fn spawn_app_with_auth(auth: AuthSettings) -> TestApp {
+    spawn(MailServer::start(), false, Some(auth)).await
+}
+
+async fn spawn(mail: MailServer, notifier: bool, auth: Option<AuthSettings>) -> TestApp {
     // `TEST_LOG=1 cargo test` shows the service's logs.
     if std::env::var_os("TEST_LOG").is_some() {
         usermgmt::telemetry::init(usermgmt::config::LogFormat::Text);
@@ -73,7 +85,7 @@ pub async fn spawn_app_sending_to(mail: MailServer, notifier: bool) -> TestApp {
             .with_timezone(&Utc),
     ));
     // The server migrates the database as it starts; the account comes after.
-    let instance = Instance::start(&database, clock.clone(), &mail, notifier).await;
+    let instance = Instance::start_with_auth(&database, clock.clone(), &mail, notifier, auth).await;
     let account = create_account(
         &instance.db,
         "Acme",

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use usermgmt::{
     app::Application,
     clock::ManualClock,
-    config::Settings,
+    config::{AuthSettings, Settings},
     grpc::pb::{api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient},
     notifier::Delivery,
 };
@@ -38,7 +38,22 @@ impl Instance {
         mail: &MailServer,
         notifier: bool,
     ) -> Instance {
-        let app = Application::build_with_clock(&settings(database.url(), mail, notifier), clock)
+        Self::start_with_auth(database, clock, mail, notifier, None).await
+    }
+
+    /// An instance verifying JWTs as `auth` says, or with the test secret.
+    pub async fn start_with_auth(
+        database: &TestDatabase,
+        clock: Arc<ManualClock>,
+        mail: &MailServer,
+        notifier: bool,
+        auth: Option<AuthSettings>,
+    ) -> Instance {
+        let mut settings = settings(database.url(), mail, notifier);
+        if let Some(auth) = auth {
+            settings.auth = auth;
+        }
+        let app = Application::build_with_clock(&settings, clock)
             .await
             .expect("the application builds");
         let addr = app.local_addr();
