@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    QueryOrder, QuerySelect, QueryTrait, Select,
+    sea_query::{Expr, ExprTrait, LikeExpr, SelectStatement, UnionType},
 };
 use uuid::Uuid;
 
@@ -90,12 +90,13 @@ pub struct MemberFilter {
 
 impl MemberFilter {
     fn reads_users(&self) -> bool {
-        self.search.is_some() || self.two_factor_enabled.is_some()
+        self.two_factor_enabled.is_some()
     }
 }
 
 /// The account's memberships the filter keeps; joined with their users when `with_users`
-/// or when the filter reads them.
+/// or when the filter reads them. A pending member reads as the invitation wrote them
+/// (`domain::member::visible_profile`): two-factor authentication off, the invited name.
 fn filtered(
     account_id: Uuid,
     filter: &MemberFilter,
@@ -115,22 +116,60 @@ fn filtered(
         });
     }
     if let Some(enabled) = filter.two_factor_enabled {
-        query = query.filter(user::Column::TwoFactorEnabled.eq(enabled));
+        let accepted = membership::Column::Status.eq(ACTIVE);
+        query = query.filter(if enabled {
+            Condition::all()
+                .add(accepted)
+                .add(user::Column::TwoFactorEnabled.eq(true))
+        } else {
+            Condition::any()
+                .add(accepted.not())
+                .add(user::Column::TwoFactorEnabled.eq(false))
+        });
     }
     if let Some(role) = filter.role {
         query = query.filter(membership::Column::Role.eq(role.id()));
     }
     if let Some((text, maybe_id)) = &filter.search {
-        let pattern = LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
-        let mut any = Condition::any()
-            .add(Expr::col((user::Entity, user::Column::Email)).like(pattern.clone()))
-            .add(Expr::col((user::Entity, user::Column::NameLower)).like(pattern));
-        if let Some(id) = maybe_id {
-            any = any.add(user::Column::Id.eq(*id));
-        }
-        query = query.filter(any);
+        query = query.filter(
+            membership::Column::Id.in_subquery(found_by_search(account_id, text, *maybe_id)),
+        );
     }
     query
+}
+
+/// The account's memberships a search finds: by email or user id; by the user's name once
+/// they accepted; by the invited name while they have not. Each branch filters one
+/// table's columns, so PostgreSQL reads each through its trigram indexes.
+fn found_by_search(account_id: Uuid, text: &str, maybe_id: Option<Uuid>) -> SelectStatement {
+    let pattern = LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
+    let accepted = membership::Column::Status.eq(ACTIVE);
+    let mut by_user = Condition::any()
+        .add(Expr::col((user::Entity, user::Column::Email)).like(pattern.clone()))
+        .add(
+            Condition::all()
+                .add(accepted.clone())
+                .add(Expr::col((user::Entity, user::Column::NameLower)).like(pattern.clone())),
+        );
+    if let Some(id) = maybe_id {
+        by_user = by_user.add(user::Column::Id.eq(id));
+    }
+    let of_account = || {
+        membership::Entity::find()
+            .select_only()
+            .column(membership::Column::Id)
+            .filter(membership::Column::AccountId.eq(account_id))
+    };
+    let by_invitation = of_account()
+        .filter(accepted.not())
+        .filter(Expr::col((membership::Entity, membership::Column::InvitedNameLower)).like(pattern))
+        .into_query();
+    of_account()
+        .inner_join(user::Entity)
+        .filter(by_user)
+        .into_query()
+        .union(UnionType::All, by_invitation)
+        .to_owned()
 }
 
 fn escape_like(text: &str) -> String {

@@ -14,6 +14,7 @@ mod invitations;
 mod invite_user;
 mod list_users;
 mod notifier_faults;
+mod privacy;
 mod query_plans;
 mod smtp_tls;
 mod update_user;
