@@ -63,7 +63,8 @@ impl MigrationTrait for Migration {
                     )
                     .value(
                         Memberships::InvitedNameLower,
-                        of_user(Func::lower(Expr::col((Users::Table, Users::Name))).into()),
+                        // As the service lower-cased it (SQLite's lower() knows ASCII only).
+                        of_user(Expr::col((Users::Table, Users::NameLower))),
                     )
                     .value(
                         Memberships::InvitedLanguage,

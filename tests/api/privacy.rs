@@ -2,15 +2,16 @@
 //! never the profile of a user who exists elsewhere; after acceptance, the user's own.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::EntityTrait;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, sea_query::Query};
 use usermgmt::{
-    domain::{InvitationEmail, InvitationKind, Language},
+    domain::{InvitationEmail, InvitationKind, Language, Role},
     grpc::pb,
-    store::entity,
+    store::{self, entity},
 };
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, invite_request, spawn_app, with_token};
+use crate::helpers::{TestApp, fresh_database, invite_request, spawn_app, with_token};
 
 /// Bob: an administrator of Globex who chose German and turned two-factor on there.
 struct Bob {
@@ -315,4 +316,97 @@ async fn audit_events_about_a_pending_member_carry_no_profile() {
     for profile in ["Bob Boss", "Robert"] {
         assert!(!recorded.contains(profile), "{profile} in {recorded}");
     }
+}
+
+#[tokio::test]
+async fn memberships_made_before_the_invited_profile_take_their_users_profile() {
+    let database = fresh_database().await;
+    let db = store::connect(database.url()).await.unwrap();
+    Migrator::up(&db, Some(7)).await.unwrap();
+    let at: DateTime<Utc> = "2026-11-20T08:30:00Z".parse().unwrap();
+    let invited_at = at + TimeDelta::days(3);
+    let (account_id, user_id, membership_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let rows = [
+        Query::insert()
+            .into_table("accounts")
+            .columns(["id", "name", "created_at"])
+            .values_panic([account_id.into(), "Acme".into(), at.into()])
+            .to_owned(),
+        Query::insert()
+            .into_table("users")
+            .columns([
+                "id",
+                "email",
+                "name",
+                "name_lower",
+                "language",
+                "activated",
+                "two_factor_enabled",
+                "created_at",
+            ])
+            .values_panic([
+                user_id.into(),
+                "grace@navy.example".into(),
+                "Grace HÖPPER".into(),
+                "grace höpper".into(),
+                "de".into(),
+                true.into(),
+                true.into(),
+                at.into(),
+            ])
+            .to_owned(),
+        Query::insert()
+            .into_table("memberships")
+            .columns([
+                "id",
+                "account_id",
+                "user_id",
+                "role",
+                "cloud_access",
+                "status",
+                "invited_at",
+                "invitation_expires_at",
+            ])
+            .values_panic([
+                membership_id.into(),
+                account_id.into(),
+                user_id.into(),
+                Role::Users.id().into(),
+                "[]".into(),
+                "invited".into(),
+                invited_at.into(),
+                (invited_at + TimeDelta::days(1)).into(),
+            ])
+            .to_owned(),
+    ];
+    for row in &rows {
+        db.execute(row).await.unwrap();
+    }
+
+    Migrator::up(&db, None).await.unwrap();
+
+    let backfilled = || async {
+        let membership = entity::membership::Entity::find_by_id(membership_id)
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            membership.invited_name,
+            membership.invited_name_lower,
+            membership.invited_language,
+            membership.created_at,
+        )
+    };
+    let expected = (
+        "Grace HÖPPER".to_string(),
+        "grace höpper".to_string(),
+        "de".to_string(),
+        invited_at,
+    );
+    assert_eq!(backfilled().await, expected);
+    // The migration can be undone and done again.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(backfilled().await, expected);
 }
