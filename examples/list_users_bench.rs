@@ -334,7 +334,7 @@ async fn seed_members(
                 id: Set(user_id),
                 email: Set(format!("user{i}@{domain}")),
                 name_lower: Set(name.to_lowercase()),
-                name: Set(name),
+                name: Set(name.clone()),
                 language: Set(Language::En.code().to_string()),
                 password_hash: Set(None),
                 activated: Set(!invited),
@@ -358,6 +358,10 @@ async fn seed_members(
                 invited_at: Set(now - TimeDelta::days(2)),
                 invitation_expires_at: Set(invited.then_some(expires_at)),
                 accepted_at: Set((!invited).then_some(now)),
+                invited_name_lower: Set(name.to_lowercase()),
+                invited_name: Set(name),
+                invited_language: Set(Language::En.code().to_string()),
+                created_at: Set(now - TimeDelta::days(2)),
             });
         }
         let tx = db.begin().await.expect("begin a seeding transaction");

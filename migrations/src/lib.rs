@@ -11,6 +11,7 @@ mod m20261128_000004_create_invite_requests;
 mod m20261128_000005_create_audit_events;
 mod m20261129_000006_index_outbox_claim;
 mod m20261129_000007_search_trigram_indexes;
+mod m20261130_000008_add_membership_invited_profile;
 mod m20261130_000009_add_audit_actor_credential;
 
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_create_audit_events::Migration),
             Box::new(m20261129_000006_index_outbox_claim::Migration),
             Box::new(m20261129_000007_search_trigram_indexes::Migration),
+            Box::new(m20261130_000008_add_membership_invited_profile::Migration),
             Box::new(m20261130_000009_add_audit_actor_credential::Migration),
         ]
     }

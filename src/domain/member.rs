@@ -24,6 +24,39 @@ pub struct Member {
     pub accepted_at: Option<DateTime<Utc>>,
 }
 
+/// What an account sees of the person behind a member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub language: Language,
+    pub two_factor_enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an account wrote when it invited a member.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvitedProfile {
+    pub name: String,
+    pub language: Language,
+    /// When the membership was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// R17: until a member accepts, the account sees only what it wrote in the invitation, with
+/// two-factor authentication off, never the profile of a user who exists elsewhere; once
+/// they accept, it sees the user's own profile.
+pub fn visible_profile(status: MemberStatus, invited: InvitedProfile, own: Profile) -> Profile {
+    match status {
+        MemberStatus::Active => own,
+        MemberStatus::Invited | MemberStatus::Expired => Profile {
+            name: invited.name,
+            language: invited.language,
+            two_factor_enabled: false,
+            created_at: invited.created_at,
+        },
+    }
+}
+
 impl Member {
     /// An accepted member holding the ADMINISTRATORS role.
     pub fn is_active_administrator(&self) -> bool {
@@ -87,5 +120,47 @@ impl MemberChanges {
         .into_iter()
         .filter_map(|(field, given)| given.then_some(field))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn an_account_sees_its_invitation_until_the_member_accepts() {
+        let invited_at = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap();
+        let joined_elsewhere = Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();
+        let invited = InvitedProfile {
+            name: "Bobby".into(),
+            language: Language::De,
+            created_at: invited_at,
+        };
+        let own = Profile {
+            name: "Bob Boss".into(),
+            language: Language::Zh,
+            two_factor_enabled: true,
+            created_at: joined_elsewhere,
+        };
+        let as_invited = Profile {
+            name: "Bobby".into(),
+            language: Language::De,
+            two_factor_enabled: false,
+            created_at: invited_at,
+        };
+        let table = [
+            (MemberStatus::Invited, as_invited.clone()),
+            (MemberStatus::Expired, as_invited),
+            (MemberStatus::Active, own.clone()),
+        ];
+        for (status, seen) in table {
+            assert_eq!(
+                visible_profile(status, invited.clone(), own.clone()),
+                seen,
+                "{status:?}"
+            );
+        }
     }
 }

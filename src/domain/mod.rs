@@ -9,7 +9,7 @@ pub mod edit;
 mod email;
 pub mod invitation;
 mod language;
-mod member;
+pub mod member;
 mod name;
 mod password;
 mod refusal;

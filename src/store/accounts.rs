@@ -109,6 +109,10 @@ async fn insert_with_admin(
         invited_at: Set(now),
         invitation_expires_at: Set(None),
         accepted_at: Set(Some(now)),
+        invited_name: Set(admin_name.as_str().to_string()),
+        invited_name_lower: Set(admin_name.as_str().to_lowercase()),
+        invited_language: Set(Language::En.code().to_string()),
+        created_at: Set(now),
     }
     .insert(tx)
     .await?;

@@ -13,7 +13,7 @@ use super::entity::{invitation, membership};
 use super::rows::{self, ACTIVE};
 use super::{Error, Store, lock_account, members, outbox, tokens};
 use crate::domain::{
-    Actor, AuditAction, Member, MemberChanges, Role,
+    Actor, AuditAction, Member, MemberChanges, MemberStatus, Role,
     administrators::{check_administrator, check_removal},
     edit::{MemberFacts, apply_changes, check_editable},
 };
@@ -68,10 +68,12 @@ impl Store {
             changed.cloud_access = Set(after.cloud_access.to_text());
             changed.update(&tx).await?;
         }
-        if after.name != current.name
+        // A pending member reads as the invitation wrote them (R17): only an accepted
+        // member's profile is theirs to change.
+        let profile_changed = after.name != current.name
             || after.language != current.language
-            || after.two_factor_enabled != current.two_factor_enabled
-        {
+            || after.two_factor_enabled != current.two_factor_enabled;
+        if profile_changed && current.status == MemberStatus::Active {
             let mut changed = user.into_active_model();
             changed.name = Set(after.name.clone());
             changed.name_lower = Set(after.name.to_lowercase());

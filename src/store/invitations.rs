@@ -100,6 +100,10 @@ impl Store {
             invited_at: Set(actor.now),
             invitation_expires_at: Set(Some(new.expires_at)),
             accepted_at: Set(None),
+            invited_name: Set(new.name.as_str().to_string()),
+            invited_name_lower: Set(new.name.as_str().to_lowercase()),
+            invited_language: Set(new.language.code().to_string()),
+            created_at: Set(actor.now),
         }
         .insert(&tx)
         .await?;

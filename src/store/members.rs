@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
+    sea_query::{Expr, ExprTrait, LikeExpr, SelectStatement, UnionType},
 };
 use uuid::Uuid;
 
@@ -131,21 +131,24 @@ pub struct MemberFilter {
 }
 
 impl MemberFilter {
-    fn reads_users(&self) -> bool {
-        self.search.is_some() || self.two_factor_enabled.is_some()
+    fn reads_users(&self, backend: DatabaseBackend) -> bool {
+        self.two_factor_enabled.is_some()
+            || (self.search.is_some() && backend != DatabaseBackend::Postgres)
     }
 }
 
 /// The account's memberships the filter keeps; joined with their users when `with_users`
-/// or when the filter reads them.
+/// or when the filter reads them. A pending member reads as the invitation wrote them
+/// (`domain::member::visible_profile`): two-factor authentication off, the invited name.
 fn filtered(
     account_id: Uuid,
     filter: &MemberFilter,
     now: DateTime<Utc>,
     with_users: bool,
+    backend: DatabaseBackend,
 ) -> Select<membership::Entity> {
     let mut query = membership::Entity::find().filter(membership::Column::AccountId.eq(account_id));
-    if with_users || filter.reads_users() {
+    if with_users || filter.reads_users(backend) {
         query = query.inner_join(user::Entity);
     }
     if let Some(status) = filter.status {
@@ -157,22 +160,86 @@ fn filtered(
         });
     }
     if let Some(enabled) = filter.two_factor_enabled {
-        query = query.filter(user::Column::TwoFactorEnabled.eq(enabled));
+        let accepted = membership::Column::Status.eq(ACTIVE);
+        query = query.filter(if enabled {
+            Condition::all()
+                .add(accepted)
+                .add(user::Column::TwoFactorEnabled.eq(true))
+        } else {
+            Condition::any()
+                .add(accepted.not())
+                .add(user::Column::TwoFactorEnabled.eq(false))
+        });
     }
     if let Some(role) = filter.role {
         query = query.filter(membership::Column::Role.eq(role.id()));
     }
     if let Some((text, maybe_id)) = &filter.search {
-        let pattern = LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
-        let mut any = Condition::any()
-            .add(Expr::col((user::Entity, user::Column::Email)).like(pattern.clone()))
-            .add(Expr::col((user::Entity, user::Column::NameLower)).like(pattern));
-        if let Some(id) = maybe_id {
-            any = any.add(user::Column::Id.eq(*id));
-        }
-        query = query.filter(any);
+        let search = Search::new(text, *maybe_id);
+        query = query.filter(match backend {
+            DatabaseBackend::Postgres => Condition::all()
+                .add(membership::Column::Id.in_subquery(search.by_indexes(account_id))),
+            _ => search.in_one_walk(),
+        });
     }
     query
+}
+
+/// What a search matches: the email or the user id; the user's own name once they
+/// accepted; the invited name while they have not (R17).
+struct Search {
+    by_user: Condition,
+    by_invitation: Condition,
+}
+
+impl Search {
+    fn new(text: &str, maybe_id: Option<Uuid>) -> Self {
+        let pattern = LikeExpr::new(format!("%{}%", escape_like(text))).escape('\\');
+        let accepted = membership::Column::Status.eq(ACTIVE);
+        let mut by_user = Condition::any()
+            .add(Expr::col((user::Entity, user::Column::Email)).like(pattern.clone()))
+            .add(
+                Condition::all()
+                    .add(accepted.clone())
+                    .add(Expr::col((user::Entity, user::Column::NameLower)).like(pattern.clone())),
+            );
+        if let Some(id) = maybe_id {
+            by_user = by_user.add(user::Column::Id.eq(id));
+        }
+        let by_invitation = Condition::all().add(accepted.not()).add(
+            Expr::col((membership::Entity, membership::Column::InvitedNameLower)).like(pattern),
+        );
+        Self {
+            by_user,
+            by_invitation,
+        }
+    }
+
+    /// The matching membership ids, one branch per table, so that PostgreSQL reads each
+    /// branch through its trigram indexes.
+    fn by_indexes(self, account_id: Uuid) -> SelectStatement {
+        let of_account = || {
+            membership::Entity::find()
+                .select_only()
+                .column(membership::Column::Id)
+                .filter(membership::Column::AccountId.eq(account_id))
+        };
+        of_account()
+            .inner_join(user::Entity)
+            .filter(self.by_user)
+            .into_query()
+            .union(
+                UnionType::All,
+                of_account().filter(self.by_invitation).into_query(),
+            )
+            .to_owned()
+    }
+
+    /// One condition on the members joined with their users: with no index to read (SQLite),
+    /// one walk of the account's members beats one per branch.
+    fn in_one_walk(self) -> Condition {
+        Condition::any().add(self.by_user).add(self.by_invitation)
+    }
 }
 
 fn escape_like(text: &str) -> String {
@@ -231,7 +298,8 @@ impl Store {
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Keyed<Member>>, Error> {
-        let mut query = filtered(account_id, filter, now, true);
+        let backend = self.db.get_database_backend();
+        let mut query = filtered(account_id, filter, now, true, backend);
         if let Some(after) = after {
             query = query.filter(membership::Column::Id.gt(after));
         }
@@ -261,7 +329,8 @@ impl Store {
     ) -> Result<u64, Error> {
         // Without a filter on the users, counting memberships alone skips the join: an
         // index-only scan instead of a hash join over both tables.
-        Ok(filtered(account_id, filter, now, false)
+        let backend = self.db.get_database_backend();
+        Ok(filtered(account_id, filter, now, false, backend)
             .count(&self.db)
             .await?)
     }

@@ -12,7 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{account, outbox, user};
-use super::{Error, Store};
+use super::{Error, Store, rows};
 use crate::domain::{InvitationEmail, InvitationKind, InvitationSecret, Member};
 
 /// An email the notifier has claimed.
@@ -56,12 +56,14 @@ pub(super) struct Invitation<'a> {
 }
 
 /// Queues the invitation email in the inviting transaction, with the account's and the
-/// inviter's names as they are now.
+/// inviter's names as they are now. The email goes to the person, not to the account: a
+/// user who already signs in is addressed by their own name in their own language; a new
+/// user as the invitation names them.
 pub(super) async fn enqueue_invitation(
     db: &impl ConnectionTrait,
     inviter_id: Uuid,
     invitation: &Invitation<'_>,
-) -> Result<(), DbErr> {
+) -> Result<(), Error> {
     let account_name = account::Entity::find_by_id(invitation.invitee.account_id)
         .one(db)
         .await?
@@ -72,11 +74,21 @@ pub(super) async fn enqueue_invitation(
         .await?
         .map(|inviter| inviter.name)
         .unwrap_or_default();
+    let invitee = invitation.invitee;
+    let (invitee_name, language) = match invitation.kind {
+        InvitationKind::NewUser => (invitee.name.clone(), invitee.language),
+        InvitationKind::ExistingUser => {
+            match user::Entity::find_by_id(invitee.user_id).one(db).await? {
+                Some(own) => (own.name, rows::language(&own.language)?),
+                None => (invitee.name.clone(), invitee.language),
+            }
+        }
+    };
     let message = InvitationEmail {
         kind: invitation.kind,
-        to: invitation.invitee.email.clone(),
-        invitee_name: invitation.invitee.name.clone(),
-        language: invitation.invitee.language,
+        to: invitee.email.clone(),
+        invitee_name,
+        language,
         account_name,
         inviter_name,
         expires_at: invitation.expires_at,

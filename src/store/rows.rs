@@ -8,6 +8,7 @@ use super::entity::{api_token, audit_event, membership, user};
 use crate::domain::{
     ApiToken, AuditAction, AuditEvent, CloudAccess, Credential, InvitationKind, Language, Member,
     MemberStatus, Role,
+    member::{InvitedProfile, Profile, visible_profile},
 };
 
 /// Stored status of an accepted membership.
@@ -27,6 +28,8 @@ pub fn invitation_kind(stored: &str) -> Result<InvitationKind, Error> {
     InvitationKind::parse(stored).ok_or(Error::Corrupt("invitation kind"))
 }
 
+/// The member as their account sees them: what it wrote in the invitation until they
+/// accept, their own profile after (R17).
 pub fn member(
     membership: membership::Model,
     user: user::Model,
@@ -37,18 +40,32 @@ pub fn member(
         membership.invitation_expires_at,
         now,
     );
+    let profile = visible_profile(
+        status,
+        InvitedProfile {
+            name: membership.invited_name,
+            language: language(&membership.invited_language)?,
+            created_at: membership.created_at,
+        },
+        Profile {
+            name: user.name,
+            language: language(&user.language)?,
+            two_factor_enabled: user.two_factor_enabled,
+            created_at: user.created_at,
+        },
+    );
     Ok(Member {
         user_id: user.id,
         account_id: membership.account_id,
         email: user.email,
-        name: user.name,
-        language: language(&user.language)?,
+        name: profile.name,
+        language: profile.language,
         role: role(membership.role)?,
         cloud_access: CloudAccess::from_text(&membership.cloud_access)
             .ok_or(Error::Corrupt("cloud access"))?,
         status,
-        two_factor_enabled: user.two_factor_enabled,
-        created_at: user.created_at,
+        two_factor_enabled: profile.two_factor_enabled,
+        created_at: profile.created_at,
         invited_at: membership.invited_at,
         invitation_expires_at: match status {
             MemberStatus::Active => None,

@@ -90,7 +90,16 @@ async fn inviting_a_user_of_another_account_reuses_the_user_and_sends_the_existi
 
     assert_eq!(user.id, bob_id.to_string());
     assert_eq!(
-        user.name, "Bob Boss",
+        user.name, "Somebody Else",
+        "the account sees the name it gave until they accept (R17)"
+    );
+    let stored = entity::user::Entity::find_by_id(bob_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.name, "Bob Boss",
         "an existing user's name is not changed"
     );
     assert_eq!(user.status(), pb::UserStatus::Invited);

@@ -85,6 +85,12 @@ async fn members_are_filtered_by_status_with_expiry_computed_against_the_clock()
 async fn members_are_filtered_by_two_factor_and_by_role() {
     let app = spawn_app().await;
     let (ada, _, _) = seed(&app).await;
+    // Two-factor is the user's own once they accepted; until then it reads off (R17).
+    let mails = app.mail.wait_for(3).await;
+    let to_ada = mails.iter().find(|mail| mail.to == "ada@example.com");
+    app.accept(&to_ada.unwrap().token(), Some("a long password"))
+        .await
+        .unwrap();
     let stored = entity::user::Entity::find_by_id(ada.id.parse::<uuid::Uuid>().unwrap())
         .one(&app.db)
         .await

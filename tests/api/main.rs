@@ -17,6 +17,7 @@ mod invite_user;
 mod jwt_idp;
 mod list_users;
 mod notifier_faults;
+mod privacy;
 mod query_plans;
 mod smtp_tls;
 mod update_user;

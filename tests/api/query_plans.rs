@@ -1,6 +1,7 @@
 //! How the database runs the service's queries: the notifier's claim walks the partial index
 //! of waiting emails in order instead of sorting the backlog; on PostgreSQL, search reads
-//! the trigram indexes and each statement is planned for its values.
+//! the trigram indexes (of users, and of pending members' invited names) and each statement
+//! is planned for its values.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -65,10 +66,18 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
             .to_string(),
         format!(
             "INSERT INTO memberships (id, account_id, user_id, role, cloud_access, status, \
-             invited_at, accepted_at) \
-             SELECT gen_random_uuid(), '{account}', id, 1, '[]', 'active', now(), now() \
+             invited_at, accepted_at, invited_name, invited_name_lower, invited_language, \
+             created_at) \
+             SELECT gen_random_uuid(), '{account}', id, 1, '[]', 'active', now(), now(), \
+             name, name_lower, language, now() \
              FROM users WHERE email LIKE 'member%'"
         ),
+        // A tenth of them not yet accepted: search finds those by their invited name.
+        "UPDATE memberships SET status = 'invited', accepted_at = NULL, \
+         invitation_expires_at = now() + interval '1 day', invited_name = 'Invitee ' || id, \
+         invited_name_lower = 'invitee ' || id \
+         WHERE user_id IN (SELECT id FROM users WHERE email LIKE 'member%0@example.com')"
+            .to_string(),
         // As autovacuum would: statistics, and the new index entries merged from GIN's
         // pending list into the index proper.
         "VACUUM ANALYZE users".to_string(),
@@ -104,6 +113,10 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
 
     assert!(plan.contains("ix_users_email_trgm"), "plan:\n{plan}");
     assert!(plan.contains("ix_users_name_lower_trgm"), "plan:\n{plan}");
+    assert!(
+        plan.contains("ix_memberships_invited_name_lower_trgm"),
+        "pending members are found by their invited name; plan:\n{plan}"
+    );
 }
 
 /// The plan's lines, taken from the result column at `column`.

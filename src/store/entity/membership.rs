@@ -17,6 +17,14 @@ pub struct Model {
     pub invited_at: DateTimeUtc,
     pub invitation_expires_at: Option<DateTimeUtc>,
     pub accepted_at: Option<DateTimeUtc>,
+    /// The name the account gave in the invitation: all it sees of a pending member (R17).
+    pub invited_name: String,
+    /// `invited_name` lower-cased, for search.
+    pub invited_name_lower: String,
+    /// The language code the account gave in the invitation.
+    pub invited_language: String,
+    /// When the membership was made.
+    pub created_at: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -102,6 +102,10 @@ impl TestApp {
             invited_at: Set(now),
             invitation_expires_at: Set(None),
             accepted_at: Set(Some(now)),
+            invited_name: Set(email.into()),
+            invited_name_lower: Set(email.to_lowercase()),
+            invited_language: Set(Language::En.code().to_string()),
+            created_at: Set(now),
         }
         .insert(&self.db)
         .await
