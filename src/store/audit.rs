@@ -93,7 +93,7 @@ impl Store {
         query
             .order_by_desc(audit_event::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await?
             .into_iter()
             .map(rows::audit_event)

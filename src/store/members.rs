@@ -153,7 +153,7 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Member, Error> {
-        let (membership, user) = get(&self.db, account_id, user_id).await?;
+        let (membership, user) = get(&self.reader, account_id, user_id).await?;
         rows::member(membership, user, now)
     }
 
@@ -164,7 +164,7 @@ impl Store {
         account_id: Uuid,
         user_id: Uuid,
     ) -> Result<Option<Role>, Error> {
-        active_role(&self.db, account_id, user_id).await
+        active_role(&self.reader, account_id, user_id).await
     }
 
     /// The user with this email, with their role, if they are an active member of the
@@ -174,10 +174,10 @@ impl Store {
         account_id: Uuid,
         email: &Email,
     ) -> Result<Option<(Uuid, Role)>, Error> {
-        let Some(user) = find_user_by_email(&self.db, email).await? else {
+        let Some(user) = find_user_by_email(&self.reader, email).await? else {
             return Ok(None);
         };
-        Ok(active_role(&self.db, account_id, user.id)
+        Ok(active_role(&self.reader, account_id, user.id)
             .await?
             .map(|role| (user.id, role)))
     }
@@ -200,7 +200,7 @@ impl Store {
             .order_by_asc(membership::Column::Id)
             .limit(limit)
             .select_also(user::Entity)
-            .all(&self.db)
+            .all(&self.reader)
             .await?;
         found
             .into_iter()
@@ -223,7 +223,7 @@ impl Store {
         // Without a filter on the users, counting memberships alone skips the join: an
         // index-only scan instead of a hash join over both tables.
         Ok(filtered(account_id, filter, now, false)
-            .count(&self.db)
+            .count(&self.reader)
             .await?)
     }
 }

@@ -73,7 +73,7 @@ impl Store {
         api_token::Entity::find()
             .filter(api_token::Column::SecretHash.eq(hash.as_str()))
             .filter(live(now))
-            .one(&self.db)
+            .one(&self.reader)
             .await?
             .map(|token| rows::credential(&token))
             .transpose()
@@ -164,13 +164,13 @@ impl Store {
         let token = api_token::Entity::find_by_id(token_id)
             .filter(api_token::Column::AccountId.eq(account_id))
             .filter(api_token::Column::DeletedAt.is_null())
-            .one(&self.db)
+            .one(&self.reader)
             .await?
             .ok_or(Error::TokenNotFound {
                 account_id,
                 token_id,
             })?;
-        let mut listed = with_issuers(&self.db, account_id, vec![token], now).await?;
+        let mut listed = with_issuers(&self.reader, account_id, vec![token], now).await?;
         listed.pop().ok_or(Error::TokenNotFound {
             account_id,
             token_id,
@@ -238,9 +238,9 @@ impl Store {
         let tokens = query
             .order_by_asc(api_token::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await?;
-        with_issuers(&self.db, account_id, tokens, now).await
+        with_issuers(&self.reader, account_id, tokens, now).await
     }
 }
 

@@ -12,6 +12,7 @@ mod helpers;
 mod hostile_input;
 mod invitations;
 mod invite_user;
+mod limits;
 mod list_users;
 mod notifier_faults;
 mod query_plans;

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use usermgmt::{
     app::Application,
     clock::ManualClock,
-    config::Settings,
+    config::{ServerSettings, Settings},
     grpc::pb::{api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient},
     notifier::Delivery,
 };
@@ -38,7 +38,20 @@ impl Instance {
         mail: &MailServer,
         notifier: bool,
     ) -> Instance {
-        let app = Application::build_with_clock(&settings(database.url(), mail, notifier), clock)
+        Self::start_with(database, clock, mail, notifier, |_| {}).await
+    }
+
+    /// Starts an instance whose server settings `configure` changes.
+    pub async fn start_with(
+        database: &TestDatabase,
+        clock: Arc<ManualClock>,
+        mail: &MailServer,
+        notifier: bool,
+        configure: impl FnOnce(&mut ServerSettings),
+    ) -> Instance {
+        let mut settings = settings(database.url(), mail, notifier);
+        configure(&mut settings.server);
+        let app = Application::build_with_clock(&settings, clock)
             .await
             .expect("the application builds");
         let addr = app.local_addr();
