@@ -13,8 +13,10 @@ use tokio::{
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Settings;
-use crate::grpc::{AccessLogLayer, AuthLayer, TokenApi, UserApi, pb};
+use crate::config::{ServerSettings, Settings};
+use crate::grpc::{
+    AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, TokenApi, UserApi, pb,
+};
 use crate::notifier::{Delivery, Notifier};
 use crate::service::{JwtVerifier, UserService};
 use crate::store::{self, Store};
@@ -72,6 +74,8 @@ pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The server's limits: deadlines, concurrency, message size, keepalive.
+    limits: ServerSettings,
     store: Store,
     users: UserService,
     notifier: Option<Notifier>,
@@ -131,6 +135,7 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
+            limits: settings.server.clone(),
             store,
             users,
             notifier,
@@ -186,21 +191,40 @@ impl Application {
             .notifier
             .map(|notifier| tokio::spawn(notifier.run(notifier_stopped)));
 
+        let limits = self.limits;
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to small replies.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(self.listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(limits.tcp_keepalive));
+        let mut server = Server::builder()
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+            // A connection at its limit gets RESOURCE_EXHAUSTED at once instead of a queue.
+            .load_shed(true);
+        if limits.max_calls_per_connection > 0 {
+            server = server.concurrency_limit_per_connection(limits.max_calls_per_connection);
+        }
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
-        Server::builder()
+        server
+            // Outermost, so that a shed call costs no log line and no credential check.
+            .layer(InFlightLimitLayer::new(limits.max_in_flight))
             .layer(AccessLogLayer)
+            .layer(DeadlineLayer::new(limits.request_timeout))
             .layer(AuthLayer::new(self.users.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(pb::user_management_server::UserManagementServer::new(
-                UserApi::new(self.users.clone()),
-            ))
-            .add_service(pb::api_tokens_server::ApiTokensServer::new(TokenApi::new(
-                self.users,
-            )))
+            .add_service(
+                pb::user_management_server::UserManagementServer::new(UserApi::new(
+                    self.users.clone(),
+                ))
+                .max_decoding_message_size(limits.max_message_size),
+            )
+            .add_service(
+                pb::api_tokens_server::ApiTokensServer::new(TokenApi::new(self.users))
+                    .max_decoding_message_size(limits.max_message_size),
+            )
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 tracing::info!("shutting down: finishing calls in flight");

@@ -114,6 +114,52 @@ pub struct ServerSettings {
         default_value_t
     )]
     pub log_format: LogFormat,
+
+    /// Longest time a call may take: a client's shorter `grpc-timeout` is honoured, a longer
+    /// one is cut to this; an expired call ends with DEADLINE_EXCEEDED.
+    #[arg(long, global = true, env = "USERMGMT_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration_between(millis(100), minutes(60)))]
+    pub request_timeout: Duration,
+
+    /// Calls the whole server works on at once; more are refused at once with
+    /// RESOURCE_EXHAUSTED. Health checks and reflection are not counted. `0`: no limit.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_MAX_IN_FLIGHT",
+        default_value_t = 64
+    )]
+    pub max_in_flight: usize,
+
+    /// Calls one connection may have in progress at once; more are refused at once with
+    /// RESOURCE_EXHAUSTED. `0`: no limit.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_MAX_CALLS_PER_CONNECTION",
+        default_value_t = 16
+    )]
+    pub max_calls_per_connection: usize,
+
+    /// HTTP/2 streams (calls) a client may open at once on one connection.
+    #[arg(long, global = true, env = "USERMGMT_MAX_CONCURRENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
+
+    /// Largest request message accepted, in bytes (suffixes `KiB`, `MiB`); a larger one is
+    /// refused with OUT_OF_RANGE.
+    #[arg(long, global = true, env = "USERMGMT_MAX_MESSAGE_SIZE", default_value = "4MiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// How often an HTTP/2 ping checks that a client's connection is alive.
+    #[arg(long, global = true, env = "USERMGMT_HTTP2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = duration_between(millis(1000), minutes(60)))]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long to wait for the ping's answer before closing the connection.
+    #[arg(long, global = true, env = "USERMGMT_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = duration_between(millis(1000), minutes(10)))]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Idle time before TCP keepalive probes start on a client's connection.
+    #[arg(long, global = true, env = "USERMGMT_TCP_KEEPALIVE", default_value = "60s", value_parser = duration_between(millis(1000), minutes(120)))]
+    pub tcp_keepalive: Duration,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -384,6 +430,30 @@ const fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)
 }
 
+/// A number of bytes, optionally with a binary suffix: `4194304`, `512KiB`, `4MiB`.
+fn parse_size(raw: &str) -> Result<usize, String> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => raw.split_at(at),
+        None => (raw, ""),
+    };
+    let multiplier = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        other => return Err(format!("unknown unit `{other}`: use B, KiB or MiB")),
+    };
+    let size = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("`{raw}` is not a size in bytes"))?;
+    if size == 0 {
+        return Err("must be larger than zero".into());
+    }
+    Ok(size)
+}
+
 /// Any text, held so that `Debug` never prints it.
 fn parse_secret(raw: &str) -> Result<SecretString, Infallible> {
     Ok(SecretString::from(raw))
@@ -408,9 +478,33 @@ mod tests {
 
     /// Every setting's environment variable (the names other programs rely on), its flag and
     /// the `--help` section it is listed under.
-    const SETTINGS: [(&str, &str, &str); 22] = [
+    const SETTINGS: [(&str, &str, &str); 30] = [
         ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
         ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
+        ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
+        ("USERMGMT_MAX_IN_FLIGHT", "max-in-flight", "Server"),
+        (
+            "USERMGMT_MAX_CALLS_PER_CONNECTION",
+            "max-calls-per-connection",
+            "Server",
+        ),
+        (
+            "USERMGMT_MAX_CONCURRENT_STREAMS",
+            "max-concurrent-streams",
+            "Server",
+        ),
+        ("USERMGMT_MAX_MESSAGE_SIZE", "max-message-size", "Server"),
+        (
+            "USERMGMT_HTTP2_KEEPALIVE_INTERVAL",
+            "http2-keepalive-interval",
+            "Server",
+        ),
+        (
+            "USERMGMT_HTTP2_KEEPALIVE_TIMEOUT",
+            "http2-keepalive-timeout",
+            "Server",
+        ),
+        ("USERMGMT_TCP_KEEPALIVE", "tcp-keepalive", "Server"),
         ("USERMGMT_DATABASE_URL", "database-url", "Database"),
         ("USERMGMT_INVITATION_TTL", "invitation-ttl", "Invitations"),
         ("USERMGMT_SMTP_URL", "smtp-url", "Mail"),
@@ -479,6 +573,14 @@ mod tests {
         assert_eq!(tokens.max_per_member, 50);
         assert_eq!(server.listen_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(server.log_format, LogFormat::Text);
+        assert_eq!(server.request_timeout, Duration::from_secs(30));
+        assert_eq!(server.max_in_flight, 64);
+        assert_eq!(server.max_calls_per_connection, 16);
+        assert_eq!(server.max_concurrent_streams, 100);
+        assert_eq!(server.max_message_size, 4 << 20);
+        assert_eq!(server.http2_keepalive_interval, Duration::from_secs(60));
+        assert_eq!(server.http2_keepalive_timeout, Duration::from_secs(20));
+        assert_eq!(server.tcp_keepalive, Duration::from_secs(60));
         assert_eq!(
             database.url.expose_secret(),
             "sqlite://usermgmt.db?mode=rwc"
@@ -533,6 +635,14 @@ mod tests {
             "usermgmt",
             "--listen-addr=0.0.0.0:6000",
             "--log-format=json",
+            "--request-timeout=5s",
+            "--max-in-flight=0",
+            "--max-calls-per-connection=8",
+            "--max-concurrent-streams=50",
+            "--max-message-size=512KiB",
+            "--http2-keepalive-interval=30s",
+            "--http2-keepalive-timeout=5s",
+            "--tcp-keepalive=2m",
             "--database-url=postgres://db/users",
             "--invitation-ttl=90m",
             "--smtp-url=smtp://relay:25",
@@ -568,6 +678,14 @@ mod tests {
         assert_eq!(tokens.limits().per_account, 100);
         assert_eq!(server.listen_addr.to_string(), "0.0.0.0:6000");
         assert_eq!(server.log_format, LogFormat::Json);
+        assert_eq!(server.request_timeout, Duration::from_secs(5));
+        assert_eq!(server.max_in_flight, 0);
+        assert_eq!(server.max_calls_per_connection, 8);
+        assert_eq!(server.max_concurrent_streams, 50);
+        assert_eq!(server.max_message_size, 512 << 10);
+        assert_eq!(server.http2_keepalive_interval, Duration::from_secs(30));
+        assert_eq!(server.http2_keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(server.tcp_keepalive, Duration::from_secs(120));
         assert_eq!(database.url.expose_secret(), "postgres://db/users");
         assert_eq!(invitations.ttl.as_delta(), TimeDelta::minutes(90));
         let smtp_url = mail.smtp_url.as_ref().map(|url| url.expose_secret());
@@ -683,6 +801,26 @@ mod tests {
             let error = parse_one("--smtp-pool-size", size).expect_err(size);
             assert!(error.to_string().contains("--smtp-pool-size"), "{error}");
         }
+    }
+
+    #[test]
+    fn sizes_read_with_binary_suffixes_and_nonsense_is_refused() {
+        assert_eq!(parse_size("4194304"), Ok(4 << 20));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("64 KiB"), Ok(64 << 10));
+        for nonsense in [
+            "0",
+            "0MiB",
+            "4MB",
+            "MiB",
+            "-1",
+            "",
+            "99999999999999999999MiB",
+        ] {
+            assert!(parse_size(nonsense).is_err(), "{nonsense}");
+        }
+        assert!(Cli::try_parse_from(["usermgmt", "--max-concurrent-streams=0"]).is_err());
+        assert!(Cli::try_parse_from(["usermgmt", "--request-timeout=0s"]).is_err());
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum ProjectCloudRole {
 }
 
 impl CloudAccess {
+    /// The most projects one member's access may name: the access is stored with the
+    /// membership and returned in every list of members.
+    pub const MAX_PROJECTS: usize = 1000;
+
     /// The access that follows from the IAM role when none is named.
     pub fn default_for(role: Role) -> Self {
         CloudAccess::Client {
@@ -45,10 +49,18 @@ impl CloudAccess {
         serde_json::from_str(text).ok()
     }
 
-    /// Project scope with every project at most once and positive ids.
+    /// Project scope with at most [`Self::MAX_PROJECTS`] projects, each at most once and
+    /// with a positive id.
     pub fn projects(roles: Vec<ProjectRole>) -> Result<Self, String> {
         if roles.is_empty() {
             return Err("must name at least one project".into());
+        }
+        if roles.len() > Self::MAX_PROJECTS {
+            return Err(format!(
+                "names {} projects; at most {} are allowed",
+                roles.len(),
+                Self::MAX_PROJECTS
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for project in &roles {
@@ -92,15 +104,32 @@ mod tests {
     }
 
     #[test]
-    fn a_project_may_appear_only_once() {
+    fn project_scope_names_one_to_a_thousand_distinct_positive_projects() {
         let role = |project_id| ProjectRole {
             project_id,
             role: ProjectCloudRole::Observer,
         };
-        assert!(CloudAccess::projects(vec![role(1), role(2)]).is_ok());
-        assert!(CloudAccess::projects(vec![role(1), role(1)]).is_err());
-        assert!(CloudAccess::projects(vec![role(0)]).is_err());
-        assert!(CloudAccess::projects(vec![]).is_err());
+        let first = |n: i64| (1..=n).map(role).collect::<Vec<_>>();
+        let cases = [
+            (vec![role(1), role(2)], Ok(())),
+            (first(1000), Ok(())),
+            (
+                first(1001),
+                Err("names 1001 projects; at most 1000 are allowed"),
+            ),
+            (vec![role(1), role(1)], Err("project 1 appears twice")),
+            (vec![role(0)], Err("project id 0 must be positive")),
+            (vec![], Err("must name at least one project")),
+        ];
+        for (roles, expected) in cases {
+            let outcome = CloudAccess::projects(roles.clone()).map(drop);
+            assert_eq!(
+                outcome,
+                expected.map_err(String::from),
+                "{} roles",
+                roles.len()
+            );
+        }
     }
 
     #[test]

@@ -1,13 +1,18 @@
-//! Tower layers in front of every service: the credential check and the per-call log line.
+//! Tower layers in front of every service: the server's in-flight limit, the per-call log
+//! line, the call's deadline and the credential check.
 
 use std::{
+    collections::HashMap,
+    sync::Arc,
     task::{Context, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use tonic::{Status, body::Body};
+use tokio::sync::Semaphore;
+use tonic::{Code, Status, body::Body};
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
 use crate::service::UserService;
@@ -164,9 +169,227 @@ where
     }
 }
 
+/// A status of this layer with its `ErrorInfo` reason, as the service's errors carry.
+fn refusal(code: Code, message: &str, reason: &str) -> Response<Body> {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, "usermgmt", HashMap::new()),
+    )
+    .into_http()
+}
+
+/// Whether a call counts against the server's in-flight limit: every call of ours. Health
+/// checks and reflection stay answerable however busy the server is.
+fn counts_in_flight(path: &str) -> bool {
+    path.starts_with("/usermgmt.v1.")
+}
+
+/// Bounds the calls the whole server works on at once. A call beyond the bound is refused at
+/// once with RESOURCE_EXHAUSTED rather than queued, so a flood is answered quickly and the
+/// calls already admitted keep their pace. `max` 0: no bound.
+#[derive(Clone, Debug)]
+pub struct InFlightLimitLayer {
+    permits: Option<Arc<Semaphore>>,
+}
+
+impl InFlightLimitLayer {
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: (max > 0).then(|| Arc::new(Semaphore::new(max))),
+        }
+    }
+}
+
+impl<S> Layer<S> for InFlightLimitLayer {
+    type Service = InFlightLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightLimit {
+            inner,
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct InFlightLimit<S> {
+    inner: S,
+    permits: Option<Arc<Semaphore>>,
+}
+
+impl<S> Service<Request<Body>> for InFlightLimit<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let permit = match &self.permits {
+            Some(permits) if counts_in_flight(request.uri().path()) => {
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        // Not logged per call: a flood must not become a flood of log lines.
+                        tracing::debug!(method = %request.uri().path(), "shed: server busy");
+                        let busy = refusal(
+                            Code::ResourceExhausted,
+                            "The server is busy; retry later",
+                            "SERVER_BUSY",
+                        );
+                        return Box::pin(std::future::ready(Ok(busy)));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(permit);
+            response
+        })
+    }
+}
+
+/// The `grpc-timeout` a client sent: up to eight digits and a unit (gRPC over HTTP/2).
+fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// How much earlier than the client's `grpc-timeout` a call is ended.
+const AHEAD_OF_TONIC: Duration = Duration::from_millis(10);
+
+/// Ends a call that outlives its deadline with DEADLINE_EXCEEDED: the client's
+/// `grpc-timeout`, cut to the server's maximum. The work in progress is dropped (an open
+/// transaction rolls back).
+#[derive(Clone, Copy, Debug)]
+pub struct DeadlineLayer {
+    max: Duration,
+}
+
+impl DeadlineLayer {
+    pub fn new(max: Duration) -> Self {
+        Self { max }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    max: Duration,
+}
+
+impl<S> Service<Request<Body>> for Deadline<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // tonic runs a timer of its own on the client's `grpc-timeout`, started before this
+        // one, which answers CANCELLED; ending a little earlier answers DEADLINE_EXCEEDED.
+        let deadline = client_timeout(request.headers())
+            .map_or(self.max, |t| t.saturating_sub(AHEAD_OF_TONIC).min(self.max));
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            tokio::time::timeout(deadline, future)
+                .await
+                .unwrap_or_else(|_| {
+                    Ok(refusal(
+                        Code::DeadlineExceeded,
+                        "The call did not finish before its deadline",
+                        "DEADLINE_EXCEEDED",
+                    ))
+                })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit_and_nonsense_is_ignored() {
+        let timeout = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            client_timeout(&headers)
+        };
+        let cases = [
+            ("1H", Some(Duration::from_secs(3600))),
+            ("2M", Some(Duration::from_secs(120))),
+            ("3S", Some(Duration::from_secs(3))),
+            ("250m", Some(Duration::from_millis(250))),
+            ("99999999u", Some(Duration::from_micros(99_999_999))),
+            ("7n", Some(Duration::from_nanos(7))),
+            ("123456789S", None),
+            ("S", None),
+            ("", None),
+            ("10", None),
+            ("10x", None),
+            ("-1S", None),
+            ("1.5S", None),
+            ("+5S", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(timeout(value), expected, "{value:?}");
+        }
+        assert_eq!(client_timeout(&http::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn only_our_calls_count_against_the_in_flight_limit() {
+        assert!(counts_in_flight("/usermgmt.v1.UserManagement/GetUser"));
+        assert!(counts_in_flight(
+            "/usermgmt.v1.UserManagement/AcceptInvitation"
+        ));
+        assert!(!counts_in_flight("/grpc.health.v1.Health/Check"));
+        assert!(!counts_in_flight(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+    }
 
     #[test]
     fn a_sensible_request_id_is_kept_and_others_replaced() {

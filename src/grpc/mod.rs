@@ -7,7 +7,7 @@ mod status;
 mod tokens;
 mod users;
 
-pub use layers::{AccessLogLayer, AuthLayer, RequestId};
+pub use layers::{AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, RequestId};
 pub use tokens::TokenApi;
 pub use users::UserApi;
 

@@ -4,6 +4,7 @@
 mod accept;
 mod audit;
 mod caller;
+mod credential_cache;
 mod delete;
 mod error;
 mod invite;
@@ -18,6 +19,7 @@ mod update;
 
 pub use audit::{AuditPage, AuditQuery};
 pub use caller::Caller;
+pub use credential_cache::UNKNOWN_FOR as UNKNOWN_TOKEN_REMEMBERED_FOR;
 pub use error::{Cause, Error, FieldViolation, Violations};
 pub use invite::Invite;
 pub use jwt::JwtVerifier;
@@ -49,6 +51,8 @@ pub struct UserService {
     /// Wakes the notifier when an email was committed.
     outbox_wake: Arc<Notify>,
     jwt: Option<Arc<JwtVerifier>>,
+    /// Malformed and recently unknown credentials, refused before any database work.
+    credentials: Arc<credential_cache::CredentialCache>,
 }
 
 impl UserService {
@@ -69,18 +73,20 @@ impl UserService {
             passwords: PasswordHasher::new(cores),
             outbox_wake,
             jwt: jwt.map(Arc::new),
+            credentials: Arc::new(credential_cache::CredentialCache::new()),
         }
     }
 
     /// Resolves a credential to a caller.
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Error> {
-        caller::authenticate(
-            &self.store,
-            self.jwt.as_deref(),
-            authorization,
-            self.clock.now(),
-        )
-        .await
+        let now = self.clock.now();
+        let presented = self.credentials.screen(authorization, now)?;
+        let caller =
+            caller::authenticate(&self.store, self.jwt.as_deref(), authorization, now).await;
+        if let Err(Error::Unauthenticated(_)) = caller {
+            self.credentials.remember_unknown(presented, now);
+        }
+        caller
     }
 
     /// When an invitation sent at `now` expires. The lifetime is bounded, so only a clock

@@ -49,7 +49,7 @@ impl Store {
         hash: &SecretHash,
         now: DateTime<Utc>,
     ) -> Result<Pending, Error> {
-        let Some(found) = find_unconsumed(&self.db, hash).await? else {
+        let Some(found) = find_unconsumed(&self.reader, hash).await? else {
             return Ok(Pending::Unknown);
         };
         if found.expires_at <= now {
@@ -57,7 +57,7 @@ impl Store {
         }
         let needs_password = match membership::Entity::find_by_id(found.membership_id)
             .find_also_related(user::Entity)
-            .one(&self.db)
+            .one(&self.reader)
             .await?
         {
             Some((_, Some(user))) => !user.activated,

@@ -94,7 +94,7 @@ impl Store {
         query
             .order_by_desc(audit_event::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await?
             .into_iter()
             .map(rows::audit_event)

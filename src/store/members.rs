@@ -262,7 +262,7 @@ impl Store {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Member, Error> {
-        let (membership, user) = get(&self.db, account_id, user_id).await?;
+        let (membership, user) = get(&self.reader, account_id, user_id).await?;
         rows::member(membership, user, now)
     }
 
@@ -270,7 +270,7 @@ impl Store {
     /// the account's lock.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn acting_role(&self, account_id: Uuid, actor: &Actor) -> Result<Role, Error> {
-        acting_role(&self.db, account_id, actor).await
+        acting_role(&self.reader, account_id, actor).await
     }
 
     /// The user with this email, with their role, if they are an active member of the
@@ -280,10 +280,10 @@ impl Store {
         account_id: Uuid,
         email: &Email,
     ) -> Result<Option<(Uuid, Role)>, Error> {
-        let Some(user) = find_user_by_email(&self.db, email).await? else {
+        let Some(user) = find_user_by_email(&self.reader, email).await? else {
             return Ok(None);
         };
-        Ok(active_role(&self.db, account_id, user.id)
+        Ok(active_role(&self.reader, account_id, user.id)
             .await?
             .map(|role| (user.id, role)))
     }
@@ -307,7 +307,7 @@ impl Store {
             .order_by_asc(membership::Column::Id)
             .limit(limit)
             .select_also(user::Entity)
-            .all(&self.db)
+            .all(&self.reader)
             .await?;
         found
             .into_iter()
@@ -331,7 +331,7 @@ impl Store {
         // index-only scan instead of a hash join over both tables.
         let backend = self.db.get_database_backend();
         Ok(filtered(account_id, filter, now, false, backend)
-            .count(&self.db)
+            .count(&self.reader)
             .await?)
     }
 }

@@ -38,10 +38,13 @@ use uuid::Uuid;
 
 use entity::account;
 
-/// The service's database: a pool of connections.
+/// The service's database: a pool of connections for writes, and one for reads. On
+/// PostgreSQL they are the same pool; on SQLite the writer is a single connection and the
+/// readers a pool of their own beside it (WAL lets them read while it writes).
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    reader: DatabaseConnection,
 }
 
 /// A listed item with the key its page continues after.
@@ -52,13 +55,22 @@ pub struct Keyed<T> {
 }
 
 impl Store {
+    /// A store whose reads and writes share one pool.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            reader: db.clone(),
+            db,
+        }
     }
 
-    /// Opens a pool on the database the URL names.
+    /// Opens the pools on the database the URL names.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        Ok(Self::new(connect(url).await?))
+        let db = connect(url).await?;
+        let reader = match sqlite_readers(url) {
+            Some(readers) => readers.await?,
+            None => db.clone(),
+        };
+        Ok(Self { db, reader })
     }
 
     /// Applies every pending migration.
@@ -71,8 +83,9 @@ impl Store {
         &self.db
     }
 
-    /// Closes the pool once the calls holding its connections have finished.
+    /// Closes the pools once the calls holding their connections have finished.
     pub async fn close(self) -> Result<(), Error> {
+        self.reader.close().await?;
         Ok(self.db.close().await?)
     }
 
@@ -124,6 +137,29 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             });
     }
     Database::connect(options).await
+}
+
+/// Read-only connections beside SQLite's single writer.
+const SQLITE_READERS: u32 = 4;
+
+/// A pool of read-only connections on a SQLite file, or `None` for PostgreSQL and in-memory
+/// databases (each connection to those would see a database of its own).
+fn sqlite_readers(url: &str) -> Option<impl Future<Output = Result<DatabaseConnection, DbErr>>> {
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !url.starts_with("sqlite:") || in_memory {
+        return None;
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .max_connections(SQLITE_READERS)
+        .min_connections(1)
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite.read_only(true).busy_timeout(Duration::from_secs(10))
+        });
+    Some(Database::connect(options))
 }
 
 /// Applies every pending migration.

@@ -230,7 +230,7 @@ impl Store {
             .filter(outbox::Column::SentAt.is_null())
             .filter(outbox::Column::DeadAt.is_null())
             .into_tuple::<Option<DateTime<Utc>>>()
-            .one(&self.db)
+            .one(&self.reader)
             .await?
             .flatten())
     }

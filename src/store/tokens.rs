@@ -74,7 +74,7 @@ impl Store {
         api_token::Entity::find()
             .filter(api_token::Column::SecretHash.eq(hash.as_str()))
             .filter(live(now))
-            .one(&self.db)
+            .one(&self.reader)
             .await?
             .map(|token| rows::credential(&token))
             .transpose()
@@ -236,9 +236,9 @@ impl Store {
         let tokens = query
             .order_by_asc(api_token::Column::Id)
             .limit(limit)
-            .all(&self.db)
+            .all(&self.reader)
             .await?;
-        with_issuers(&self.db, account_id, tokens, now).await
+        with_issuers(&self.reader, account_id, tokens, now).await
     }
 }
 

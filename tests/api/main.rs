@@ -15,6 +15,7 @@ mod hostile_input;
 mod invitations;
 mod invite_user;
 mod jwt_idp;
+mod limits;
 mod list_users;
 mod notifier_faults;
 mod privacy;

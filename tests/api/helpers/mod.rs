@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use usermgmt::{
     clock::{Clock, ManualClock},
-    config::AuthSettings,
+    config::{AuthSettings, ServerSettings},
     grpc::pb::{
         self, api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient,
     },
@@ -159,6 +159,21 @@ impl TestApp {
             self.mail.clone(),
             self.account(),
         )
+    }
+
+    /// Stops this instance, then starts another on the same database, clock and mail server
+    /// whose server settings (limits, deadlines) `configure` changes.
+    pub async fn restart_with_server(self, configure: impl FnOnce(&mut ServerSettings)) -> TestApp {
+        let (database, clock, mail, account) = (
+            self.database.clone(),
+            self.clock.clone(),
+            self.mail.clone(),
+            self.account(),
+        );
+        self.stop().await;
+        let instance =
+            Instance::start_with(&database, clock.clone(), &mail, false, configure).await;
+        TestApp::new(instance, database, clock, mail, account)
     }
 
     /// Stops this instance, then starts another on the same database, clock and mail server.

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use usermgmt::{
     app::Application,
     clock::ManualClock,
-    config::{AuthSettings, Settings},
+    config::{AuthSettings, ServerSettings, Settings},
     grpc::pb::{api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient},
     notifier::Delivery,
 };
@@ -38,7 +38,7 @@ impl Instance {
         mail: &MailServer,
         notifier: bool,
     ) -> Instance {
-        Self::start_with_auth(database, clock, mail, notifier, None).await
+        Self::start_configured(database, clock, mail, notifier, |_| {}).await
     }
 
     /// An instance verifying JWTs as `auth` says, or with the test secret.
@@ -49,10 +49,37 @@ impl Instance {
         notifier: bool,
         auth: Option<AuthSettings>,
     ) -> Instance {
+        Self::start_configured(database, clock, mail, notifier, |settings| {
+            if let Some(auth) = auth {
+                settings.auth = auth;
+            }
+        })
+        .await
+    }
+
+    /// Starts an instance whose server settings `configure` changes.
+    pub async fn start_with(
+        database: &TestDatabase,
+        clock: Arc<ManualClock>,
+        mail: &MailServer,
+        notifier: bool,
+        configure: impl FnOnce(&mut ServerSettings),
+    ) -> Instance {
+        Self::start_configured(database, clock, mail, notifier, |settings| {
+            configure(&mut settings.server)
+        })
+        .await
+    }
+
+    async fn start_configured(
+        database: &TestDatabase,
+        clock: Arc<ManualClock>,
+        mail: &MailServer,
+        notifier: bool,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Instance {
         let mut settings = settings(database.url(), mail, notifier);
-        if let Some(auth) = auth {
-            settings.auth = auth;
-        }
+        configure(&mut settings);
         let app = Application::build_with_clock(&settings, clock)
             .await
             .expect("the application builds");
