@@ -131,7 +131,7 @@ pub struct ServerSettings {
         long,
         global = true,
         env = "USERMGMT_MAX_CALLS_PER_CONNECTION",
-        default_value_t = 16
+        default_value_t = 8
     )]
     pub max_calls_per_connection: usize,
 
@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(server.log_format, LogFormat::Text);
         assert_eq!(server.request_timeout, Duration::from_secs(30));
         assert_eq!(server.max_in_flight, 64);
-        assert_eq!(server.max_calls_per_connection, 16);
+        assert_eq!(server.max_calls_per_connection, 8);
         assert_eq!(server.max_concurrent_streams, 100);
         assert_eq!(server.max_message_size, 4 << 20);
         assert_eq!(server.http2_keepalive_interval, Duration::from_secs(60));
@@ -537,7 +537,7 @@ mod tests {
             "--log-format=json",
             "--request-timeout=5s",
             "--max-in-flight=0",
-            "--max-calls-per-connection=8",
+            "--max-calls-per-connection=2",
             "--max-concurrent-streams=50",
             "--max-message-size=512KiB",
             "--http2-keepalive-interval=30s",
@@ -573,7 +573,7 @@ mod tests {
         assert_eq!(server.log_format, LogFormat::Json);
         assert_eq!(server.request_timeout, Duration::from_secs(5));
         assert_eq!(server.max_in_flight, 0);
-        assert_eq!(server.max_calls_per_connection, 8);
+        assert_eq!(server.max_calls_per_connection, 2);
         assert_eq!(server.max_concurrent_streams, 50);
         assert_eq!(server.max_message_size, 512 << 10);
         assert_eq!(server.http2_keepalive_interval, Duration::from_secs(30));
