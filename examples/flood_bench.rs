@@ -132,6 +132,8 @@ impl Fixture {
 #[derive(Default)]
 struct Outcomes {
     by_code: BTreeMap<String, Vec<Duration>>,
+    /// The first message seen of each code but OK.
+    messages: BTreeMap<String, String>,
     elapsed: Duration,
 }
 
@@ -139,7 +141,12 @@ impl Outcomes {
     fn record<T>(&mut self, outcome: &Result<T, tonic::Status>, latency: Duration) {
         let code = match outcome {
             Ok(_) => Code::Ok,
-            Err(status) => status.code(),
+            Err(status) => {
+                self.messages
+                    .entry(format!("{:?}", status.code()))
+                    .or_insert_with(|| status.message().to_string());
+                status.code()
+            }
         };
         self.by_code
             .entry(format!("{code:?}"))
@@ -150,6 +157,9 @@ impl Outcomes {
     fn merge(&mut self, other: Outcomes) {
         for (code, latencies) in other.by_code {
             self.by_code.entry(code).or_default().extend(latencies);
+        }
+        for (code, message) in other.messages {
+            self.messages.entry(code).or_insert(message);
         }
     }
 
@@ -438,6 +448,12 @@ fn print_report(phases: &[Phase]) {
     println!();
     for phase in phases.iter().filter(|phase| !phase.flood_note.is_empty()) {
         println!("- {}: {}", phase.name, phase.flood_note);
+    }
+    for phase in phases {
+        let outcomes = [Some(&phase.probe), phase.flood.as_ref()];
+        for (code, message) in outcomes.into_iter().flatten().flat_map(|o| &o.messages) {
+            println!("- {}: {code}: \"{message}\"", phase.name);
+        }
     }
 }
 

@@ -136,7 +136,7 @@ pub struct ServerSettings {
         long,
         global = true,
         env = "USERMGMT_MAX_CALLS_PER_CONNECTION",
-        default_value_t = 16
+        default_value_t = 8
     )]
     pub max_calls_per_connection: usize,
 

@@ -103,7 +103,7 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(server.log_format, LogFormat::Text);
     assert_eq!(server.request_timeout, Duration::from_secs(30));
     assert_eq!(server.max_in_flight, 64);
-    assert_eq!(server.max_calls_per_connection, 16);
+    assert_eq!(server.max_calls_per_connection, 8);
     assert_eq!(server.max_concurrent_streams, 100);
     assert_eq!(server.max_message_size, 4 << 20);
     assert_eq!(server.http2_keepalive_interval, Duration::from_secs(60));
@@ -165,7 +165,7 @@ fn every_flag_sets_its_field_of_its_section() {
         "--log-format=json",
         "--request-timeout=5s",
         "--max-in-flight=0",
-        "--max-calls-per-connection=8",
+        "--max-calls-per-connection=2",
         "--max-concurrent-streams=50",
         "--max-message-size=512KiB",
         "--http2-keepalive-interval=30s",
@@ -208,7 +208,7 @@ fn every_flag_sets_its_field_of_its_section() {
     assert_eq!(server.log_format, LogFormat::Json);
     assert_eq!(server.request_timeout, Duration::from_secs(5));
     assert_eq!(server.max_in_flight, 0);
-    assert_eq!(server.max_calls_per_connection, 8);
+    assert_eq!(server.max_calls_per_connection, 2);
     assert_eq!(server.max_concurrent_streams, 50);
     assert_eq!(server.max_message_size, 512 << 10);
     assert_eq!(server.http2_keepalive_interval, Duration::from_secs(30));
