@@ -126,7 +126,11 @@ pub struct ServerSettings {
         long,
         global = true,
         env = "USERMGMT_MAX_IN_FLIGHT",
-        default_value_t = 64
+        default_value_t = 64,
+        value_parser = clap::builder::TypedValueParser::map(
+            clap::value_parser!(u32).range(0..=100_000),
+            |n| n as usize
+        )
     )]
     pub max_in_flight: usize,
 

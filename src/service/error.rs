@@ -83,6 +83,9 @@ impl From<store::Error> for Error {
                 account_id,
                 token_id,
             },
+            store::Error::CredentialRevoked => {
+                Error::Unauthenticated("The API token is unknown, expired or deleted")
+            }
             store::Error::InvitationNotFound => Error::InvitationNotFound,
             store::Error::InvitationExpired => Error::InvitationExpired,
             store::Error::PasswordRequired => Error::invalid("password", PASSWORD_REQUIRED),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::audit::Event;
 use super::entity::{invitation, membership, user};
 use super::rows::ACTIVE;
-use super::{Error, Store};
+use super::{Error, Store, lock_account_shared};
 use crate::domain::{Acting, Actor, AuditAction, SecretHash};
 
 /// What a secret opens, as far as accepting is concerned.
@@ -82,6 +82,13 @@ impl Store {
         let pending = find_unconsumed(&tx, hash)
             .await?
             .ok_or(Error::InvitationNotFound)?;
+        // Locks in the order every change takes them: the account, then the membership.
+        let account_id = membership::Entity::find_by_id(pending.membership_id)
+            .one(&tx)
+            .await?
+            .ok_or(Error::InvitationNotFound)?
+            .account_id;
+        lock_account_shared(&tx, account_id).await?;
         membership::Entity::find_by_id(pending.membership_id)
             .lock_exclusive()
             .one(&tx)

@@ -16,6 +16,9 @@ pub enum Error {
     MemberNotFound { account_id: Uuid, user_id: Uuid },
     #[error("API token {token_id} not found in account {account_id}")]
     TokenNotFound { account_id: Uuid, token_id: Uuid },
+    /// The API token the call was made with was deleted or expired since the call began.
+    #[error("the calling API token is no longer live")]
+    CredentialRevoked,
     /// No unconsumed invitation has this secret.
     #[error("unknown invitation")]
     InvitationNotFound,

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::entity::{membership, user};
 use super::rows::{self, ACTIVE, INVITED};
-use super::{Error, Keyed, Store};
-use crate::domain::{Actor, Email, Member, MemberStatus, Role, token::effective_role};
+use super::{Error, Keyed, Store, tokens};
+use crate::domain::{Acting, Actor, Email, Member, MemberStatus, Role, token::effective_role};
 
 pub(super) async fn find_user_by_email(
     db: &impl ConnectionTrait,
@@ -59,6 +59,11 @@ pub(super) async fn acting_role(
 ) -> Result<Role, Error> {
     if !actor.acting.works_in(account_id) {
         return Err(Error::AccountNotFound(account_id));
+    }
+    if let Acting::ApiToken(credential) = &actor.acting
+        && !tokens::is_live(db, credential.token_id, actor.now).await?
+    {
+        return Err(Error::CredentialRevoked);
     }
     let member_role = active_role(db, account_id, actor.user_id)
         .await?

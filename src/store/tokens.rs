@@ -31,6 +31,20 @@ fn live(now: DateTime<Utc>) -> Condition {
         )
 }
 
+/// Whether the token is still neither deleted nor expired: a write made with a token asks
+/// again inside its transaction, so a token revoked while its call waited does not act.
+pub(super) async fn is_live(
+    db: &impl ConnectionTrait,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    Ok(api_token::Entity::find_by_id(token_id)
+        .filter(live(now))
+        .count(db)
+        .await?
+        > 0)
+}
+
 /// The highest role among the live tokens the user issued in the account.
 pub(super) async fn highest_live_role(
     db: &impl ConnectionTrait,

@@ -6,9 +6,9 @@ use chrono::TimeDelta;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Code;
 use usermgmt::{
-    domain::{InvitationEmail, Role},
+    domain::{Acting, Actor, InvitationEmail, Role, TokenGrant, TokenLimits},
     grpc::pb,
-    store::entity,
+    store::{NewToken, Store, entity},
 };
 
 use crate::helpers::{JWT_SECRET, reason, spawn_app, spawn_app_with, with_bearer};
@@ -236,6 +236,91 @@ async fn a_resend_racing_an_accept_never_leaves_a_live_link_for_an_active_member
         } else {
             assert_eq!(membership.status, "active");
             assert!(live_links.is_empty(), "round {round}: no live link is left");
+        }
+    }
+}
+
+/// A token deleted while its call waited for the account's lock does not act: the store
+/// asks again, inside the transaction, whether the calling token still lives.
+#[tokio::test]
+async fn a_token_revoked_before_its_write_runs_does_not_act() {
+    let app = spawn_app().await;
+    let secret = app
+        .issue_token(app.account_id, app.admin_id, Role::Administrators, None)
+        .await;
+    let hash = usermgmt::domain::SecretHash::of(&secret);
+    let store = Store::new(app.db.clone());
+    let credential = store
+        .credential(&hash, app.clock_now())
+        .await
+        .unwrap()
+        .expect("the token lives");
+    let actor = Actor::new(
+        app.admin_id,
+        Acting::ApiToken(credential),
+        "test",
+        app.clock_now(),
+    );
+    let listed = app.list_tokens(&app.admin_token, None).await.unwrap();
+    let revoked = listed
+        .iter()
+        .find(|token| token.id == credential.token_id.to_string())
+        .expect("listed");
+    app.delete_token(&app.admin_token, &revoked.id)
+        .await
+        .unwrap();
+
+    let secret = usermgmt::domain::ApiTokenSecret::generate();
+    let new = NewToken {
+        account_id: app.account_id,
+        name: "after revocation",
+        description: "",
+        grant: TokenGrant {
+            role: Role::Users,
+            expires_at: None,
+        },
+        secret: &secret,
+    };
+    let refused = store
+        .create_token(&new, TokenLimits::default(), &actor)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, usermgmt::store::Error::CredentialRevoked),
+        "{refused:?}"
+    );
+}
+
+/// An accept and a removal of the same member, run together, never deadlock: both take the
+/// account's lock before the membership's.
+#[tokio::test]
+async fn an_accept_racing_a_removal_ends_cleanly() {
+    let app = spawn_app_with(false).await;
+    for round in 0..4 {
+        let email = format!("leaving{round}@example.com");
+        let invited = app
+            .invite("Leaving", &email, pb::Role::Users)
+            .await
+            .unwrap();
+        let secret = entity::outbox::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|row| {
+                let message: InvitationEmail = serde_json::from_str(&row.payload).ok()?;
+                (message.to == email).then_some(message.secret).flatten()
+            })
+            .expect("the link");
+        let (accepted, removed) = tokio::join!(
+            app.accept(&secret, Some("a long secret password")),
+            app.delete(&app.admin_token, &invited.id)
+        );
+        for status in [accepted.err(), removed.err()].into_iter().flatten() {
+            assert!(
+                matches!(status.code(), Code::NotFound | Code::FailedPrecondition),
+                "round {round}: {status:?}"
+            );
         }
     }
 }

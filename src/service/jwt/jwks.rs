@@ -151,6 +151,16 @@ impl State {
     }
 }
 
+/// Whether the URL names this machine: `localhost`, 127.0.0.0/8 or ::1.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl KeySet {
     /// The key set at `url`, fetched once now. A failed first fetch is logged and retried when
     /// a token needs a key: the service starts, and API tokens keep working, while the
@@ -161,6 +171,10 @@ impl KeySet {
                 "USERMGMT_JWT_JWKS_URL must be an http or https URL, not {}",
                 url.scheme()
             ));
+        }
+        // Keys fetched in clear from elsewhere could be swapped on the way.
+        if url.scheme() == "http" && !is_loopback(&url) {
+            return Err("USERMGMT_JWT_JWKS_URL must use https unless it names this machine".into());
         }
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -277,6 +291,27 @@ impl KeySet {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn keys_are_fetched_in_clear_only_from_this_machine() {
+        let clock: SharedClock = std::sync::Arc::new(crate::clock::SystemClock);
+        for (url, loopback) in [
+            ("http://localhost:1/jwks", true),
+            ("http://127.0.0.1:1/jwks", true),
+            ("http://[::1]:1/jwks", true),
+            ("http://idp.example/jwks", false),
+            ("http://10.0.0.1/jwks", false),
+            ("https://idp.example/jwks", false),
+        ] {
+            let url = Url::parse(url).unwrap();
+            assert_eq!(is_loopback(&url), loopback, "{url}");
+        }
+        let refused = KeySet::start(Url::parse("http://idp.example/jwks").unwrap(), clock)
+            .await
+            .err()
+            .expect("refused");
+        assert!(refused.contains("https"), "{refused}");
+    }
 
     fn kids(document: serde_json::Value) -> Result<Vec<String>, String> {
         KeyRing::parse(document.to_string().as_bytes())
