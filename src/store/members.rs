@@ -52,18 +52,30 @@ pub(super) async fn active_role(
 /// The actor's effective role in the account: their role as an active member, capped by
 /// their credential's; an actor who is not an active member, or whose token belongs to
 /// another account, finds no account.
+///
+/// A write asks inside its transaction: an API token is checked again there, so a token
+/// revoked while its call waited for the lock does not act.
 pub(super) async fn acting_role(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    actor: &Actor,
+) -> Result<Role, Error> {
+    if let Acting::ApiToken(credential) = &actor.acting
+        && !tokens::is_live(db, credential.token_id, actor.now).await?
+    {
+        return Err(Error::CredentialRevoked);
+    }
+    reading_role(db, account_id, actor).await
+}
+
+/// As [`acting_role`] for a read, whose credential was checked when the call began.
+async fn reading_role(
     db: &impl ConnectionTrait,
     account_id: Uuid,
     actor: &Actor,
 ) -> Result<Role, Error> {
     if !actor.acting.works_in(account_id) {
         return Err(Error::AccountNotFound(account_id));
-    }
-    if let Acting::ApiToken(credential) = &actor.acting
-        && !tokens::is_live(db, credential.token_id, actor.now).await?
-    {
-        return Err(Error::CredentialRevoked);
     }
     let member_role = active_role(db, account_id, actor.user_id)
         .await?
@@ -275,7 +287,7 @@ impl Store {
     /// the account's lock.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn acting_role(&self, account_id: Uuid, actor: &Actor) -> Result<Role, Error> {
-        acting_role(&self.reader, account_id, actor).await
+        reading_role(&self.reader, account_id, actor).await
     }
 
     /// The user with this email, with their role, if they are an active member of the
