@@ -26,6 +26,9 @@
 //! A PostgreSQL database that does not exist is created. Tables go to stdout, progress to
 //! stderr.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::{
     collections::BTreeMap,
     io::Write,
@@ -40,7 +43,6 @@ use std::{
 
 use clap::{Parser, ValueEnum};
 use prost::Message;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use tokio::{runtime::Runtime, sync::oneshot, task::JoinSet};
 use tonic::{Code, Request, transport::Channel};
 use uuid::Uuid;
@@ -457,35 +459,6 @@ fn print_report(phases: &[Phase]) {
     }
 }
 
-/// Creates the PostgreSQL database the URL names, through the server's `postgres` database.
-async fn ensure_postgres_database(url: &str) {
-    let base = url.split('?').next().unwrap_or(url);
-    let (server, name) = base.rsplit_once('/').expect("a database URL with a path");
-    assert!(
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "the database name must be letters, digits and underscores"
-    );
-    let admin = Database::connect(format!("{server}/postgres"))
-        .await
-        .expect("connect to the `postgres` database");
-    let exists = admin
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            [name.into()],
-        ))
-        .await
-        .expect("look the database up")
-        .is_some();
-    if !exists {
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create the database");
-    }
-    admin.close().await.ok();
-}
-
 fn settings(args: &Args) -> Settings {
     let mut settings = Settings::for_database(args.database_url.clone());
     settings.notifier.enabled = false;
@@ -510,7 +483,7 @@ fn main() {
     let server_runtime = Runtime::new().expect("the server's runtime");
     let (fixture, shutdown, server) = server_runtime.block_on(async {
         if args.database_url.starts_with("postgres") {
-            ensure_postgres_database(&args.database_url).await;
+            support::ensure_postgres_database(&args.database_url).await;
         }
         let settings = settings(&args);
         eprintln!("server limits: {:?}", settings.server);

@@ -1,6 +1,6 @@
 //! ListUsers latency on one account with many members.
 //!
-//! Starts the real server in-process (as `tests/api/helpers.rs` does), bootstraps an
+//! Starts the real server in-process (as `tests/api/helpers/` does), bootstraps an
 //! account, bulk-inserts `--members` members straight into the database, then times
 //! sequential ListUsers calls through the generated tonic client, and the store queries
 //! behind them, and prints the query plans of those queries.
@@ -16,6 +16,9 @@
 //! run with the same `--members` is reused; a half-seeded one is deleted and seeded again.
 //! The tables go to stdout, progress to stderr.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::{
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
@@ -24,7 +27,7 @@ use std::{
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use clap::Parser;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, Database, DatabaseConnection,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement, TransactionTrait,
 };
 use tokio::sync::oneshot;
@@ -82,7 +85,7 @@ async fn main() {
     assert!(args.iterations > 0, "--iterations must be positive");
     assert!(args.batch > 0, "--batch must be positive");
     let backend = if args.database_url.starts_with("postgres") {
-        ensure_postgres_database(&args.database_url).await;
+        support::ensure_postgres_database(&args.database_url).await;
         DbBackend::Postgres
     } else {
         DbBackend::Sqlite
@@ -181,36 +184,6 @@ async fn main() {
     drop(client);
     shutdown.send(()).ok();
     server.await.expect("the server stops cleanly");
-}
-
-/// Creates the PostgreSQL database the URL names, through the server's `postgres` database.
-async fn ensure_postgres_database(url: &str) {
-    let base = url.split('?').next().unwrap_or(url);
-    let (server, name) = base.rsplit_once('/').expect("a database URL with a path");
-    assert!(
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "the database name must be letters, digits and underscores"
-    );
-    let admin = Database::connect(format!("{server}/postgres"))
-        .await
-        .expect("connect to the `postgres` database");
-    let exists = admin
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            [name.into()],
-        ))
-        .await
-        .expect("look the database up")
-        .is_some();
-    if !exists {
-        eprintln!("creating database {name}");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the database");
-    }
-    admin.close().await.ok();
 }
 
 struct Seeded {

@@ -2,7 +2,7 @@
 //! waits between InviteUser returning and the mail server accepting its email.
 //!
 //! Everything runs in this process: the real application (`Application::build`, as
-//! `tests/api/helpers.rs` starts it), a tonic client, and an SMTP sink on 127.0.0.1 built on
+//! `tests/api/helpers/` starts it), a tonic client, and an SMTP sink on 127.0.0.1 built on
 //! `mailin-embedded` (one thread per SMTP session, 64 of them) that records
 //! the recipient and the `Instant` of every accepted message and counts the SMTP sessions
 //! (EHLO/HELO) opened to it.
