@@ -84,6 +84,9 @@ struct Args {
     /// Overrides the server's per-connection limit (0: none).
     #[arg(long)]
     max_calls_per_connection: Option<usize>,
+    /// Overrides the server's per-caller share (0: none).
+    #[arg(long)]
+    max_calls_per_caller: Option<usize>,
     /// The h2load program; `none` skips the h2load phases.
     #[arg(long, default_value = "h2load")]
     h2load: String,
@@ -466,6 +469,7 @@ fn settings(args: &Args) -> Settings {
     if args.limits == Limits::Off {
         server.max_in_flight = 0;
         server.max_calls_per_connection = 0;
+        server.max_calls_per_caller = 0;
         server.max_concurrent_streams = u32::MAX;
         server.request_timeout = Duration::from_secs(3600);
     }
@@ -474,6 +478,9 @@ fn settings(args: &Args) -> Settings {
     }
     if let Some(max) = args.max_calls_per_connection {
         server.max_calls_per_connection = max;
+    }
+    if let Some(max) = args.max_calls_per_caller {
+        server.max_calls_per_caller = max;
     }
     settings
 }

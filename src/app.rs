@@ -15,7 +15,8 @@ use tonic::transport::{Server, server::TcpIncoming};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ServerSettings, Settings};
 use crate::grpc::{
-    AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, TokenApi, UserApi, pb,
+    AccessLogLayer, AuthLayer, DeadlineLayer, FairShareLayer, InFlightLimitLayer, TokenApi,
+    UserApi, pb,
 };
 use crate::notifier::{Delivery, Notifier};
 use crate::service::{JwtVerifier, UserService};
@@ -207,7 +208,13 @@ impl Application {
         }
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         server
-            // Outermost, so that a shed call costs no log line and no credential check.
+            // Outermost, so that a waiting or shed call costs no log line, no credential
+            // check and none of the in-flight limit.
+            .layer(FairShareLayer::new(
+                limits.max_calls_per_caller,
+                limits.max_queued_per_caller,
+                limits.request_timeout,
+            ))
             .layer(InFlightLimitLayer::new(limits.max_in_flight))
             .layer(AccessLogLayer)
             .layer(DeadlineLayer::new(limits.request_timeout))

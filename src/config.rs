@@ -134,13 +134,35 @@ pub struct ServerSettings {
     )]
     pub max_in_flight: usize,
 
+    /// Calls one caller (one credential; one peer address for calls without one) may have
+    /// in progress at once; its further calls wait their turn, within their deadline, so a
+    /// flooding client waits behind itself. `0`: no limit.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_MAX_CALLS_PER_CALLER",
+        default_value_t = 4
+    )]
+    pub max_calls_per_caller: usize,
+
+    /// Calls of one caller that may wait for its turn; more are refused at once with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_MAX_QUEUED_PER_CALLER",
+        default_value_t = 1000
+    )]
+    pub max_queued_per_caller: usize,
+
     /// Calls one connection may have in progress at once; more are refused at once with
-    /// RESOURCE_EXHAUSTED. `0`: no limit.
+    /// RESOURCE_EXHAUSTED. `0`: no limit (the per-caller share and the stream limit bound
+    /// a connection already).
     #[arg(
         long,
         global = true,
         env = "USERMGMT_MAX_CALLS_PER_CONNECTION",
-        default_value_t = 8
+        default_value_t = 0
     )]
     pub max_calls_per_connection: usize,
 

@@ -6,7 +6,7 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 30] = [
+const SETTINGS: [(&str, &str, &str); 32] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
@@ -14,6 +14,16 @@ const SETTINGS: [(&str, &str, &str); 30] = [
     (
         "USERMGMT_MAX_CALLS_PER_CONNECTION",
         "max-calls-per-connection",
+        "Server",
+    ),
+    (
+        "USERMGMT_MAX_CALLS_PER_CALLER",
+        "max-calls-per-caller",
+        "Server",
+    ),
+    (
+        "USERMGMT_MAX_QUEUED_PER_CALLER",
+        "max-queued-per-caller",
         "Server",
     ),
     (
@@ -103,7 +113,9 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(server.log_format, LogFormat::Text);
     assert_eq!(server.request_timeout, Duration::from_secs(30));
     assert_eq!(server.max_in_flight, 64);
-    assert_eq!(server.max_calls_per_connection, 8);
+    assert_eq!(server.max_calls_per_connection, 0);
+    assert_eq!(server.max_calls_per_caller, 4);
+    assert_eq!(server.max_queued_per_caller, 1000);
     assert_eq!(server.max_concurrent_streams, 100);
     assert_eq!(server.max_message_size, 4 << 20);
     assert_eq!(server.http2_keepalive_interval, Duration::from_secs(60));
@@ -166,6 +178,8 @@ fn every_flag_sets_its_field_of_its_section() {
         "--request-timeout=5s",
         "--max-in-flight=0",
         "--max-calls-per-connection=2",
+        "--max-calls-per-caller=3",
+        "--max-queued-per-caller=9",
         "--max-concurrent-streams=50",
         "--max-message-size=512KiB",
         "--http2-keepalive-interval=30s",
@@ -209,6 +223,8 @@ fn every_flag_sets_its_field_of_its_section() {
     assert_eq!(server.request_timeout, Duration::from_secs(5));
     assert_eq!(server.max_in_flight, 0);
     assert_eq!(server.max_calls_per_connection, 2);
+    assert_eq!(server.max_calls_per_caller, 3);
+    assert_eq!(server.max_queued_per_caller, 9);
     assert_eq!(server.max_concurrent_streams, 50);
     assert_eq!(server.max_message_size, 512 << 10);
     assert_eq!(server.http2_keepalive_interval, Duration::from_secs(30));

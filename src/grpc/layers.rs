@@ -170,7 +170,7 @@ where
 }
 
 /// A status of this layer with its `ErrorInfo` reason, as the service's errors carry.
-fn refusal(code: Code, message: &str, reason: &str) -> Response<Body> {
+pub(super) fn refusal(code: Code, message: &str, reason: &str) -> Response<Body> {
     Status::with_error_details(
         code,
         message,
@@ -181,7 +181,7 @@ fn refusal(code: Code, message: &str, reason: &str) -> Response<Body> {
 
 /// Whether a call counts against the server's in-flight limit: every call of ours. Health
 /// checks and reflection stay answerable however busy the server is.
-fn counts_in_flight(path: &str) -> bool {
+pub(super) fn counts_in_flight(path: &str) -> bool {
     path.starts_with("/usermgmt.v1.")
 }
 
@@ -282,6 +282,17 @@ fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// How much earlier than the client's `grpc-timeout` a call is ended.
 const AHEAD_OF_TONIC: Duration = Duration::from_millis(10);
 
+/// How long a call may take from now: the client's `grpc-timeout`, a little earlier (tonic
+/// runs a timer of its own on it, started before ours, which answers CANCELLED; ending
+/// first answers DEADLINE_EXCEEDED), cut to the server's maximum.
+pub(super) fn call_deadline(headers: &http::HeaderMap, max: Duration) -> Duration {
+    client_timeout(headers).map_or(max, |t| t.saturating_sub(AHEAD_OF_TONIC).min(max))
+}
+
+/// When a call must end, set by a layer that made it wait before [`Deadline`] saw it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CallDeadline(pub tokio::time::Instant);
+
 /// Ends a call that outlives its deadline with DEADLINE_EXCEEDED: the client's
 /// `grpc-timeout`, cut to the server's maximum. The work in progress is dropped (an open
 /// transaction rolls back).
@@ -327,13 +338,13 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        // tonic runs a timer of its own on the client's `grpc-timeout`, started before this
-        // one, which answers CANCELLED; ending a little earlier answers DEADLINE_EXCEEDED.
-        let deadline = client_timeout(request.headers())
-            .map_or(self.max, |t| t.saturating_sub(AHEAD_OF_TONIC).min(self.max));
+        let deadline = match request.extensions().get::<CallDeadline>() {
+            Some(CallDeadline(at)) => *at,
+            None => tokio::time::Instant::now() + call_deadline(request.headers(), self.max),
+        };
         let future = self.inner.call(request);
         Box::pin(async move {
-            tokio::time::timeout(deadline, future)
+            tokio::time::timeout_at(deadline, future)
                 .await
                 .unwrap_or_else(|_| {
                     Ok(refusal(

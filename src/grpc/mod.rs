@@ -2,11 +2,13 @@
 //! error mapping.
 
 mod convert;
+mod fair_share;
 mod layers;
 mod status;
 mod tokens;
 mod users;
 
+pub use fair_share::FairShareLayer;
 pub use layers::{AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, RequestId};
 pub use tokens::TokenApi;
 pub use users::UserApi;

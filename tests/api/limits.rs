@@ -10,7 +10,7 @@ use hyper_util::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    TransactionTrait, sea_query::Expr,
+    QuerySelect, TransactionTrait, sea_query::Expr,
 };
 use tonic::{Code, Request, transport::Channel};
 use tonic_health::pb::{
@@ -306,4 +306,98 @@ async fn cloud_access_naming_more_than_a_thousand_projects_is_refused() {
         .invite_user(with_token(&app.admin_token, request))
         .await
         .expect("a thousand projects are allowed");
+}
+
+/// Holds the account's row, as a change of roles does, until the transaction is dropped:
+/// InviteUser waits for it, reads do not. (On SQLite the held transaction is the single
+/// writer connection.)
+async fn hold_account(app: &TestApp) -> DatabaseTransaction {
+    let held = app.db.begin().await.expect("a transaction");
+    if held.get_database_backend() == DbBackend::Postgres {
+        entity::account::Entity::find_by_id(app.account_id)
+            .lock_exclusive()
+            .one(&held)
+            .await
+            .expect("the account's row locked");
+    }
+    held
+}
+
+/// GetUser of the administrator by `token`, giving up after 100 ms.
+async fn get_admin_briefly(app: &TestApp, token: &str) -> Result<(), tonic::Status> {
+    let mut request = with_token(token, get_admin(app));
+    request.set_timeout(Duration::from_millis(100));
+    client_without_own_timer(app)
+        .get_user(request)
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn a_caller_beyond_its_share_waits_behind_itself_while_other_callers_go_on() {
+    let app = spawn_app_with(false)
+        .await
+        .restart_with_server(|server| {
+            server.max_calls_per_caller = 1;
+            server.max_queued_per_caller = 1;
+        })
+        .await;
+    let other = app
+        .issue_token(app.account_id, app.admin_id, Role::Administrators, None)
+        .await;
+    // Both tokens record their use now, so that the reads below write nothing.
+    for token in [&app.admin_token, &other] {
+        get_admin_briefly(&app, token).await.expect("a read");
+    }
+
+    let held = hold_account(&app).await;
+    let (mut users, request) = (app.users.clone(), invite(&app, "held@example.com"));
+    let running = tokio::spawn(async move { users.invite_user(request).await });
+    // A read the database would answer at once waits behind the held invitation until its
+    // deadline, once the invitation has taken the caller's one place.
+    let mut answered = 0;
+    let late = loop {
+        match get_admin_briefly(&app, &app.admin_token).await {
+            Ok(()) => answered += 1,
+            Err(status) => break status,
+        }
+        assert!(
+            answered < 10_000,
+            "the held call never took the caller's share"
+        );
+    };
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+
+    // One more call of the caller waits in its queue; the next is refused at once.
+    let (mut users, request) = (
+        app.users.clone(),
+        with_token(&app.admin_token, get_admin(&app)),
+    );
+    let queued = tokio::spawn(async move { users.get_user(request).await });
+    let busy = loop {
+        let status = get_admin_briefly(&app, &app.admin_token)
+            .await
+            .expect_err("the caller's share is taken");
+        if status.code() != Code::DeadlineExceeded {
+            break status;
+        }
+    };
+    assert_eq!(busy.code(), Code::ResourceExhausted, "{busy:?}");
+    assert_eq!(crate::helpers::reason(&busy), "CALLER_BUSY");
+
+    // Another credential of the same account is served meanwhile.
+    // (Given seconds, not 100 ms: on PostgreSQL it may open a new connection.)
+    let mut request = with_token(&other, get_admin(&app));
+    request.set_timeout(Duration::from_secs(5));
+    client_without_own_timer(&app)
+        .get_user(request)
+        .await
+        .expect("another caller is not queued behind the first");
+
+    release(held).await;
+    running.await.unwrap().expect("the held call completes");
+    queued
+        .await
+        .unwrap()
+        .expect("the queued call runs in its turn");
 }
