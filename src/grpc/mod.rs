@@ -3,11 +3,13 @@
 
 mod convert;
 mod layers;
+mod observe;
 mod status;
 mod tokens;
 mod users;
 
 pub use layers::{AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, RequestId};
+pub use observe::ObserveLayer;
 pub use tokens::TokenApi;
 pub use users::UserApi;
 

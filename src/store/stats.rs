@@ -1,0 +1,68 @@
+//! What the metrics read at scrape time: the outbox's backlog and the pools' use. Each is
+//! one cheap query on an index (`ix_outbox_waiting`, `ix_outbox_failed`) or no query at all.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+};
+
+use super::entity::outbox;
+use super::{Error, Store};
+
+/// The outbox at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Emails not yet sent and not given up.
+    pub waiting: u64,
+    /// Emails given up (dead or superseded).
+    pub failed: u64,
+    /// When the oldest waiting email was queued.
+    pub oldest_waiting_since: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Counts the waiting and the failed emails, and finds the oldest waiting one.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, Error> {
+        let (waiting, oldest_waiting_since) = outbox::Entity::find()
+            .select_only()
+            .column_as(outbox::Column::Id.count(), "waiting")
+            .column_as(outbox::Column::CreatedAt.min(), "oldest")
+            .filter(outbox::Column::SentAt.is_null())
+            .filter(outbox::Column::DeadAt.is_null())
+            .into_tuple::<(i64, Option<DateTime<Utc>>)>()
+            .one(&self.reader)
+            .await?
+            .unwrap_or_default();
+        let failed = outbox::Entity::find()
+            .filter(outbox::Column::DeadAt.is_not_null())
+            .count(&self.reader)
+            .await?;
+        Ok(OutboxStats {
+            waiting: u64::try_from(waiting).unwrap_or_default(),
+            failed,
+            oldest_waiting_since,
+        })
+    }
+
+    /// Connections in use (not idle) in each pool: `writer`, and on SQLite `reader`.
+    pub fn connections_in_use(&self) -> Vec<(&'static str, u64)> {
+        fn in_use(size: u32, idle: usize) -> u64 {
+            u64::from(size).saturating_sub(idle as u64)
+        }
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                vec![("writer", in_use(pool.size(), pool.num_idle()))]
+            }
+            DatabaseBackend::Sqlite => {
+                let writer = self.db.get_sqlite_connection_pool();
+                let reader = self.reader.get_sqlite_connection_pool();
+                vec![
+                    ("writer", in_use(writer.size(), writer.num_idle())),
+                    ("reader", in_use(reader.size(), reader.num_idle())),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
