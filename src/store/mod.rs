@@ -16,7 +16,7 @@ mod invitations;
 mod members;
 pub mod outbox;
 mod rows;
-mod stats;
+pub mod stats;
 mod tokens;
 
 pub use accept::{Accepted, Pending};

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Select,
+    Statement,
 };
 
 use super::entity::outbox;
@@ -20,26 +21,45 @@ pub struct OutboxStats {
     pub oldest_waiting_since: Option<DateTime<Utc>>,
 }
 
+/// Counts the waiting emails and finds the oldest: on the partial index `ix_outbox_waiting`.
+fn waiting() -> Select<outbox::Entity> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.count(), "waiting")
+        .column_as(outbox::Column::CreatedAt.min(), "oldest")
+        .filter(outbox::Column::SentAt.is_null())
+        .filter(outbox::Column::DeadAt.is_null())
+}
+
+/// Counts the emails given up: on the partial index `ix_outbox_failed`.
+fn failed() -> Select<outbox::Entity> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.count(), "failed")
+        .filter(outbox::Column::DeadAt.is_not_null())
+}
+
+/// The statements [`Store::outbox_stats`] runs, for `EXPLAIN`.
+pub fn outbox_stats_statements(backend: DatabaseBackend) -> [Statement; 2] {
+    [waiting().build(backend), failed().build(backend)]
+}
+
 impl Store {
     /// Counts the waiting and the failed emails, and finds the oldest waiting one.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, Error> {
-        let (waiting, oldest_waiting_since) = outbox::Entity::find()
-            .select_only()
-            .column_as(outbox::Column::Id.count(), "waiting")
-            .column_as(outbox::Column::CreatedAt.min(), "oldest")
-            .filter(outbox::Column::SentAt.is_null())
-            .filter(outbox::Column::DeadAt.is_null())
+        let (waiting, oldest_waiting_since) = waiting()
             .into_tuple::<(i64, Option<DateTime<Utc>>)>()
             .one(&self.reader)
             .await?
             .unwrap_or_default();
-        let failed = outbox::Entity::find()
-            .filter(outbox::Column::DeadAt.is_not_null())
-            .count(&self.reader)
-            .await?;
+        let failed = failed()
+            .into_tuple::<i64>()
+            .one(&self.reader)
+            .await?
+            .unwrap_or_default();
         Ok(OutboxStats {
             waiting: u64::try_from(waiting).unwrap_or_default(),
-            failed,
+            failed: u64::try_from(failed).unwrap_or_default(),
             oldest_waiting_since,
         })
     }

@@ -7,11 +7,15 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use http::uri::PathAndQuery;
 use prometheus_parse::{LineInfo, Scrape, Value};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
+};
 use tonic::{Code, Request, transport::Channel};
-use usermgmt::{grpc::pb, notifier::Outcome};
+use usermgmt::{grpc::pb, notifier::Outcome, store};
 
-use crate::helpers::{TestApp, invite_request, spawn_app, spawn_app_with, with_token};
+use crate::helpers::{
+    TestApp, fresh_database, invite_request, spawn_app, spawn_app_with, with_token,
+};
 
 /// Every line of the answer is a comment the format knows or a sample; then the parsed
 /// samples.
@@ -284,4 +288,90 @@ async fn an_email_given_up_counts_as_failed() {
         value(&scrape, "usermgmt_invitations_created_total", &[]),
         2.0
     );
+}
+
+/// The plan of `statement`: PostgreSQL's `EXPLAIN` lines or SQLite's `EXPLAIN QUERY PLAN`
+/// details.
+async fn plan(db: &impl ConnectionTrait, statement: Statement) -> String {
+    let (prefix, column) = match db.get_database_backend() {
+        DatabaseBackend::Postgres => ("EXPLAIN ", 0),
+        _ => ("EXPLAIN QUERY PLAN ", 3),
+    };
+    let explain = Statement {
+        sql: format!("{prefix}{}", statement.sql),
+        ..statement
+    };
+    let rows = db.query_all_raw(explain).await.unwrap();
+    rows.iter()
+        .map(|row| row.try_get_by_index::<String>(column).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_outbox_gauges_read_partial_indexes_not_the_whole_outbox() {
+    let database = fresh_database().await;
+    let db = store::connect(database.url()).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    let [waiting, failed] = store::stats::outbox_stats_statements(db.get_database_backend());
+    let txn = db.begin().await.unwrap();
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        // An empty table is cheapest to scan whole; ask what the planner does once a scan
+        // of the table is the expensive choice, as it is once the outbox has grown.
+        txn.execute_unprepared("SET LOCAL enable_seqscan = off")
+            .await
+            .unwrap();
+    }
+    let waiting = plan(&txn, waiting).await;
+    let failed = plan(&txn, failed).await;
+    txn.rollback().await.unwrap();
+    assert!(waiting.contains("ix_outbox_waiting"), "plan:\n{waiting}");
+    assert!(failed.contains("ix_outbox_failed"), "plan:\n{failed}");
+}
+
+#[tokio::test]
+async fn calls_shed_beyond_the_in_flight_limit_count_as_resource_exhausted() {
+    let app = spawn_app_with(false)
+        .await
+        .restart_with_server(|server| server.max_in_flight = 1)
+        .await;
+    let before = scrape(&app).await;
+    let held = hold_writes(&app).await;
+    let (mut users, request) = (
+        app.users.clone(),
+        with_token(
+            &app.admin_token,
+            invite_request(app.account_id, "Held", "held@example.com", pb::Role::Users),
+        ),
+    );
+    let held_call = tokio::spawn(async move { users.invite_user(request).await });
+    // Calls without a credential, until the held call has taken the only place: until then
+    // they are admitted and refused by the credential layer.
+    let (mut refused, mut shed) = (0.0, 0.0);
+    let mut probe = app.users.clone();
+    while shed < 3.0 {
+        let status = probe
+            .get_user(Request::new(pb::GetUserRequest {
+                account_id: app.account_id.to_string(),
+                user_id: app.admin_id.to_string(),
+            }))
+            .await
+            .unwrap_err();
+        match status.code() {
+            Code::ResourceExhausted => shed += 1.0,
+            Code::Unauthenticated => refused += 1.0,
+            other => panic!("unexpected {other:?}: {status:?}"),
+        }
+        assert!(refused < 10_000.0, "the held call never took its place");
+        tokio::task::yield_now().await;
+    }
+    held.rollback().await.unwrap();
+    held_call.await.unwrap().expect("the held call completes");
+
+    let after = scrape(&app).await;
+    let moved =
+        |method: &str, code: &str| handled(&after, method, code) - handled(&before, method, code);
+    assert_eq!(moved("GetUser", "ResourceExhausted"), shed);
+    assert_eq!(moved("GetUser", "Unauthenticated"), refused);
+    assert_eq!(moved("InviteUser", "OK"), 1.0);
 }
