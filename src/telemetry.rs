@@ -62,6 +62,13 @@ pub fn init_with_traces(
         init(format);
         return Ok(Telemetry { provider: None });
     };
+    // What may be logged of the endpoint: never a password it carries.
+    let shown = {
+        let mut shown = endpoint.clone();
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        shown
+    };
     let exporter = match settings.otlp_protocol {
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
@@ -77,7 +84,7 @@ pub fn init_with_traces(
             ))
             .build(),
     }
-    .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+    .map_err(|e| format!("OTLP exporter for {shown}: {e}"))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
@@ -99,7 +106,7 @@ pub fn init_with_traces(
         )
         .try_init();
     global::set_tracer_provider(provider.clone());
-    tracing::info!(%endpoint, protocol = ?settings.otlp_protocol, "exporting traces");
+    tracing::info!(endpoint = %shown, protocol = ?settings.otlp_protocol, "exporting traces");
     Ok(Telemetry {
         provider: Some(provider),
     })
