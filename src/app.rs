@@ -15,9 +15,10 @@ use tonic::transport::{Server, server::TcpIncoming};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{ServerSettings, Settings};
 use crate::grpc::{
-    AccessLogLayer, AuthLayer, DeadlineLayer, FairShareLayer, InFlightLimitLayer, TokenApi,
-    UserApi, pb,
+    AccessLogLayer, AuthLayer, DeadlineLayer, FairShareLayer, InFlightLimitLayer, ObserveLayer,
+    TokenApi, UserApi, pb,
 };
+use crate::metrics::{Metrics, MetricsServer};
 use crate::notifier::{Delivery, Notifier};
 use crate::service::{JwtVerifier, UserService};
 use crate::store::{self, Store};
@@ -82,6 +83,9 @@ pub struct Application {
     notifier: Option<Notifier>,
     outbox_wake: Arc<Notify>,
     deliveries: broadcast::Sender<Delivery>,
+    metrics: Metrics,
+    /// The `/metrics` listener, when metrics are on.
+    metrics_server: Option<MetricsServer>,
 }
 
 impl Application {
@@ -105,6 +109,15 @@ impl Application {
             addr: settings.server.listen_addr,
             source,
         })?;
+        let metrics = Metrics::new();
+        let metrics_server = match settings.observability.metrics_addr {
+            Some(addr) => Some(
+                MetricsServer::bind(addr, metrics.clone(), store.clone(), clock.clone())
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let outbox_wake = Arc::new(Notify::new());
         let (deliveries, _) = broadcast::channel(1024);
         let notifier = if settings.notifier.enabled {
@@ -117,7 +130,8 @@ impl Application {
                     outbox_wake.clone(),
                     deliveries.clone(),
                 )
-                .map_err(AppError::Notifier)?,
+                .map_err(AppError::Notifier)?
+                .with_metrics(metrics.clone()),
             )
         } else {
             None
@@ -132,7 +146,8 @@ impl Application {
             settings.tokens.limits(),
             outbox_wake.clone(),
             jwt,
-        );
+        )
+        .with_metrics(metrics.clone());
         Ok(Self {
             listener,
             local_addr,
@@ -142,7 +157,14 @@ impl Application {
             notifier,
             outbox_wake,
             deliveries,
+            metrics,
+            metrics_server,
         })
+    }
+
+    /// Where `/metrics` is served, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -191,6 +213,11 @@ impl Application {
         let notifier = self
             .notifier
             .map(|notifier| tokio::spawn(notifier.run(notifier_stopped)));
+        let (stop_metrics, metrics_stopped) = watch::channel(false);
+        let call_metrics = self.metrics_server.is_some().then(|| self.metrics.clone());
+        let metrics_server = self
+            .metrics_server
+            .map(|server| tokio::spawn(server.serve(metrics_stopped)));
 
         let limits = self.limits;
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to small replies.
@@ -208,8 +235,18 @@ impl Application {
         }
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         server
-            // Outermost, so that a waiting or shed call costs no log line, no credential
-            // check and none of the in-flight limit.
+            // Outermost: the call's span and metrics see every code the layers inside answer.
+            .layer(ObserveLayer::new(
+                call_metrics,
+                &[
+                    pb::FILE_DESCRIPTOR_SET,
+                    tonic_health::pb::FILE_DESCRIPTOR_SET,
+                    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                ],
+            ))
+            // Then the caller's share and the server's limit, so that a waiting or shed call
+            // costs no log line, no credential check and, while it waits, none of the limit.
             .layer(FairShareLayer::new(
                 limits.max_calls_per_caller,
                 limits.max_queued_per_caller,
@@ -243,6 +280,17 @@ impl Application {
             && let Err(error) = notifier.await
         {
             tracing::error!(%error, "notifier task failed");
+        }
+        stop_metrics.send(true).ok();
+        if let Some(metrics_server) = metrics_server {
+            let aborter = metrics_server.abort_handle();
+            // A scraper's idle connection does not hold up the shutdown.
+            if tokio::time::timeout(std::time::Duration::from_secs(5), metrics_server)
+                .await
+                .is_err()
+            {
+                aborter.abort();
+            }
         }
         self.store.close().await?;
         tracing::info!("stopped");

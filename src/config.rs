@@ -1,5 +1,6 @@
 //! Command line and settings: every setting is a flag with an environment-variable fallback.
-//! Settings come in sections (server, database, invitations, mail, notifier, authentication)
+//! Settings come in sections (server, database, invitations, mail, notifier, authentication,
+//! API tokens, observability)
 //! so that each part of the service receives only the section it needs. Secrets are held as
 //! `SecretString`, so the derived `Debug` never prints them.
 
@@ -90,6 +91,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub tokens: TokenSettings,
+    #[command(flatten)]
+    pub observability: ObservabilitySettings,
 }
 
 /// Where the gRPC server listens and how the process logs.
@@ -405,6 +408,53 @@ impl TokenSettings {
             ..TokenLimits::default()
         }
     }
+}
+
+/// Prometheus metrics and OpenTelemetry traces; both off unless configured. Traces read the
+/// standard OpenTelemetry variables.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Observability")]
+pub struct ObservabilitySettings {
+    /// Serves Prometheus metrics at `http://<addr>/metrics`, e.g. `0.0.0.0:9090`. Unset: no
+    /// metrics listener.
+    #[arg(long, global = true, env = "USERMGMT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// OTLP collector that receives the traces, e.g. `http://collector:4317` (gRPC) or
+    /// `http://collector:4318` (HTTP; `/v1/traces` is appended). Unset: no traces.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<url::Url>,
+
+    /// How traces reach the collector: `grpc` or `http/protobuf`.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_enum,
+        default_value_t
+    )]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// The `service.name` the traces carry.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_SERVICE_NAME",
+        default_value = "usermgmt"
+    )]
+    pub otel_service_name: String,
+}
+
+/// The OTLP transports the service speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC, usually port 4317.
+    #[value(name = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies, usually port 4318 (the standard's default).
+    #[default]
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
 }
 
 /// How long an invitation link stays valid: from one minute to 30 days, so that an expiry

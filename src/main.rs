@@ -13,7 +13,17 @@ use usermgmt::{
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.settings.server.log_format);
+    let telemetry = match telemetry::init_with_traces(
+        cli.settings.server.log_format,
+        &cli.settings.observability,
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            telemetry::init(cli.settings.server.log_format);
+            tracing::error!(error = %message, "usermgmt failed");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings).await,
         Command::Migrate => migrate(&cli.settings).await,
@@ -38,6 +48,8 @@ async fn main() -> ExitCode {
             name,
         } => issue_token(&cli.settings, account_id, &email, role.as_deref(), &name).await,
     };
+    // The last spans reach the collector before the process ends.
+    telemetry.shutdown().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -1,20 +1,165 @@
-//! Logging: text or JSON lines on stderr, level from `RUST_LOG` (default `info`).
+//! Logging and traces. Logs: text or JSON lines on stderr, level from `RUST_LOG` (default
+//! `info`). Traces: with an OTLP endpoint configured (the standard `OTEL_EXPORTER_OTLP_*`
+//! variables), the service's spans are exported over gRPC or HTTP/protobuf; each call
+//! continues the caller's W3C `traceparent`, and an email's sends join the trace of the call
+//! that queued it (see [`trace_context`] and [`continue_trace`]).
 
-use std::io::IsTerminal;
+use std::{collections::HashMap, io::IsTerminal, time::Duration};
 
-use tracing_subscriber::{EnvFilter, fmt};
+use opentelemetry::{global, trace::TraceContextExt};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, ObservabilitySettings, OtlpProtocol};
 
+/// How long shutting down waits for the last spans to reach the collector.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The process's trace export, flushed by [`Telemetry::shutdown`].
+#[must_use = "call shutdown() so that the last spans are exported"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still buffered, then stops the exporter.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        // The exporter's flush blocks; it must not hold up one of the runtime's workers.
+        let flushed =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
+                .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not export the last spans"),
+            Err(error) => tracing::warn!(%error, "could not export the last spans"),
+        }
+    }
+}
+
+/// Logs only, as the tests and the operator's commands use them.
 pub fn init(format: LogFormat) {
+    // A second init (tests start many apps in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(format))
+        .try_init();
+}
+
+/// Logs, and traces when an OTLP endpoint is configured. Call it inside the Tokio runtime
+/// (the gRPC exporter's connection runs on it).
+pub fn init_with_traces(
+    format: LogFormat,
+    settings: &ObservabilitySettings,
+) -> Result<Telemetry, String> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let Some(endpoint) = &settings.otlp_endpoint else {
+        init(format);
+        return Ok(Telemetry { provider: None });
+    };
+    // What may be logged of the endpoint: never a password it carries.
+    let shown = {
+        let mut shown = endpoint.clone();
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("");
+        shown
+    };
+    let exporter = match settings.otlp_protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.as_str())
+            .build(),
+        // The base endpoint of the standard: signals are posted under it.
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!(
+                "{}/v1/traces",
+                endpoint.as_str().trim_end_matches('/')
+            ))
+            .build(),
+    }
+    .map_err(|e| format!("OTLP exporter for {shown}: {e}"))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(settings.otel_service_name.clone())
+                .build(),
+        )
+        .build();
+    let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "usermgmt");
+    // The service's own spans only: the exporter's HTTP and gRPC clients must not trace
+    // themselves. RUST_LOG governs the log lines, not which spans are exported.
+    let traced = Targets::new().with_target("usermgmt", tracing::Level::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(log_layer(format))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(traced),
+        )
+        .try_init();
+    global::set_tracer_provider(provider.clone());
+    tracing::info!(endpoint = %shown, protocol = ?settings.otlp_protocol, "exporting traces");
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
+
+fn log_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt()
-        .with_env_filter(filter)
+    let layer = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    // A second init (tests start many apps in one process) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+    }
+}
+
+/// The trace context of the current span (W3C `traceparent` and `tracestate`, as JSON), for
+/// work that continues later elsewhere; `None` when nothing is traced.
+pub fn trace_context() -> Option<String> {
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::<String, String>::new();
+    global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut carrier);
+    });
+    serde_json::to_string(&carrier).ok()
+}
+
+/// Makes `span` a child of the trace context [`trace_context`] saved; anything else is
+/// ignored (the span then starts a trace of its own).
+pub fn continue_trace(span: &tracing::Span, saved: Option<&str>) {
+    let Some(carrier) =
+        saved.and_then(|saved| serde_json::from_str::<HashMap<String, String>>(saved).ok())
+    else {
+        return;
     };
+    let parent = global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Makes `span` a child of the caller's trace, from the call's `traceparent` header.
+pub fn continue_caller_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = global::get_text_map_propagator(|propagator| {
+        propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+    });
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
 }

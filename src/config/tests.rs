@@ -6,7 +6,7 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 32] = [
+const SETTINGS: [(&str, &str, &str); 36] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
@@ -87,6 +87,18 @@ const SETTINGS: [(&str, &str, &str); 32] = [
     ("USERMGMT_JWT_JWKS_URL", "jwt-jwks-url", "Authentication"),
     ("USERMGMT_JWT_ISSUER", "jwt-issuer", "Authentication"),
     ("USERMGMT_JWT_AUDIENCE", "jwt-audience", "Authentication"),
+    ("USERMGMT_METRICS_ADDR", "metrics-addr", "Observability"),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "otlp-endpoint",
+        "Observability",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "otlp-protocol",
+        "Observability",
+    ),
+    ("OTEL_SERVICE_NAME", "otel-service-name", "Observability"),
 ];
 
 const SECRET_VARIABLES: [&str; 3] = [
@@ -107,7 +119,12 @@ fn defaults_match_the_documented_ones() {
         notifier,
         auth,
         tokens,
+        observability,
     } = cli.settings;
+    assert!(observability.metrics_addr.is_none());
+    assert!(observability.otlp_endpoint.is_none());
+    assert_eq!(observability.otlp_protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(observability.otel_service_name, "usermgmt");
     assert_eq!(tokens.max_per_member, 50);
     assert_eq!(server.listen_addr.to_string(), "127.0.0.1:50051");
     assert_eq!(server.log_format, LogFormat::Text);
@@ -205,6 +222,10 @@ fn every_flag_sets_its_field_of_its_section() {
         "--jwt-jwks-url=https://idp.example/.well-known/jwks.json",
         "--jwt-issuer=https://idp.example/",
         "--jwt-audience=usermgmt",
+        "--metrics-addr=0.0.0.0:9090",
+        "--otlp-endpoint=http://collector:4317",
+        "--otlp-protocol=grpc",
+        "--otel-service-name=usermgmt-eu",
     ])
     .unwrap();
     let Settings {
@@ -215,7 +236,18 @@ fn every_flag_sets_its_field_of_its_section() {
         notifier,
         auth,
         tokens,
+        observability,
     } = cli.settings;
+    assert_eq!(
+        observability.metrics_addr.map(|addr| addr.to_string()),
+        Some("0.0.0.0:9090".to_string())
+    );
+    assert_eq!(
+        observability.otlp_endpoint.as_ref().map(url::Url::as_str),
+        Some("http://collector:4317/")
+    );
+    assert_eq!(observability.otlp_protocol, OtlpProtocol::Grpc);
+    assert_eq!(observability.otel_service_name, "usermgmt-eu");
     assert_eq!(tokens.limits().per_member, 10);
     assert_eq!(tokens.limits().per_account, 100);
     assert_eq!(server.listen_addr.to_string(), "0.0.0.0:6000");
@@ -382,4 +414,20 @@ fn debug_output_never_shows_a_secret() {
         }
         assert!(printed.contains("listen_addr"), "the rest is printed");
     }
+}
+
+#[test]
+fn otlp_protocols_read_as_the_standard_spells_them() {
+    let protocol = |value: &str| {
+        parse_one("--otlp-protocol", value).map(|cli| cli.settings.observability.otlp_protocol)
+    };
+    assert_eq!(protocol("grpc").unwrap(), OtlpProtocol::Grpc);
+    assert_eq!(
+        protocol("http/protobuf").unwrap(),
+        OtlpProtocol::HttpProtobuf
+    );
+    let refused = protocol("http/json").unwrap_err().to_string();
+    assert!(refused.contains("http/json"), "{refused}");
+    assert!(parse_one("--otlp-endpoint", "not a url").is_err());
+    assert!(parse_one("--metrics-addr", "localhost").is_err());
 }

@@ -4,12 +4,14 @@
 mod convert;
 mod fair_share;
 mod layers;
+mod observe;
 mod status;
 mod tokens;
 mod users;
 
 pub use fair_share::FairShareLayer;
 pub use layers::{AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, RequestId};
+pub use observe::ObserveLayer;
 pub use tokens::TokenApi;
 pub use users::UserApi;
 

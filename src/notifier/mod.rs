@@ -21,11 +21,13 @@ use lettre::{
 use rand::Rng;
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, broadcast, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::config::{MailSettings, NotifierSettings};
 use crate::domain::InvitationEmail;
+use crate::metrics::Metrics;
 use crate::store::{self, OutboxEmail, Store};
 
 /// How long a claimed email is reserved for its sender before another replica may retry it.
@@ -76,9 +78,15 @@ pub struct Notifier {
     concurrency: usize,
     wake: Arc<Notify>,
     deliveries: broadcast::Sender<Delivery>,
+    metrics: Metrics,
 }
 
 impl Notifier {
+    /// Counts sends and failures in `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
     pub fn from_settings(
         mail: &MailSettings,
         notifier: &NotifierSettings,
@@ -110,6 +118,7 @@ impl Notifier {
             concurrency: mail.smtp_pool_size as usize,
             wake,
             deliveries,
+            metrics: Metrics::default(),
         })
     }
 
@@ -158,8 +167,14 @@ impl Notifier {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(email_id = %email.id, attempt = email.attempts))]
     async fn deliver(&self, email: OutboxEmail) {
+        let span = tracing::info_span!("deliver", otel.name = "send email", email_id = %email.id, attempt = email.attempts);
+        // The send joins the trace of the call that queued the email.
+        crate::telemetry::continue_trace(&span, email.trace_context.as_deref());
+        self.send(email).instrument(span).await;
+    }
+
+    async fn send(&self, email: OutboxEmail) {
         let outcome = match &email.message {
             Ok(message) => match self.composer.compose(email.id, message) {
                 Ok(message) => self.transport.send(email.id, message).await,
@@ -167,6 +182,10 @@ impl Notifier {
             },
             Err(error) => Err(error.clone()),
         };
+        match &outcome {
+            Ok(()) => self.metrics.email_sent(),
+            Err(_) => self.metrics.email_send_failed(),
+        }
         let now = self.clock.now();
         let (recorded, outcome) = match outcome {
             Ok(()) => {

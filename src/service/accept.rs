@@ -42,6 +42,7 @@ impl UserService {
             .store
             .accept(&hash, password_hash, request_id, self.clock.now())
             .await?;
+        self.metrics.invitation_accepted();
         tracing::info!(account_id = %accepted.account_id, user_id = %accepted.user_id, "invitation accepted");
         Ok(accepted)
     }

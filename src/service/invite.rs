@@ -73,6 +73,7 @@ impl UserService {
             match self.store.invite(&new, &actor).await {
                 Ok(Invited::Created { member, kind }) => {
                     self.outbox_wake.notify_one();
+                    self.metrics.invitation_created();
                     tracing::info!(user_id = %member.user_id, kind = kind.as_str(), "user invited");
                     return Ok(member);
                 }

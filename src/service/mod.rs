@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::config::InvitationTtl;
 use crate::domain::{Actor, Member, TokenLimits};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The users of accounts: invitations, members and their tokens.
@@ -53,6 +54,7 @@ pub struct UserService {
     jwt: Option<Arc<JwtVerifier>>,
     /// Malformed and recently unknown credentials, refused before any database work.
     credentials: Arc<credential_cache::CredentialCache>,
+    metrics: Metrics,
 }
 
 impl UserService {
@@ -74,7 +76,13 @@ impl UserService {
             outbox_wake,
             jwt: jwt.map(Arc::new),
             credentials: Arc::new(credential_cache::CredentialCache::new()),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts invitations created and accepted in `metrics`.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// Resolves a credential to a caller.

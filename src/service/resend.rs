@@ -21,6 +21,7 @@ impl UserService {
             .resend(account_id, user_id, &secret, expires_at, &actor)
             .await?;
         self.outbox_wake.notify_one();
+        self.metrics.invitation_created();
         tracing::info!("invitation resent");
         Ok(member)
     }

@@ -70,7 +70,7 @@ impl Store {
     /// The membership's row is locked first, as a resend locks it, so an accept and a
     /// resend of one member run one after the other; the consuming update is conditional,
     /// so of two concurrent accepts only one succeeds.
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction accept"), err(level = "info"))]
     pub async fn accept(
         &self,
         hash: &SecretHash,

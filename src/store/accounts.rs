@@ -22,7 +22,7 @@ pub struct Bootstrapped {
 /// Creates an account with one active administrator and a permanent administrator API
 /// token issued by them. An administrator whose email already has a user is that user.
 impl Store {
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction create_account"), err(level = "info"))]
     pub async fn create_account(
         &self,
         account_name: &DisplayName,
@@ -38,7 +38,7 @@ impl Store {
 
     /// As [`Store::create_account`], but only while the database holds no account: replicas
     /// starting together on an empty database create one account between them.
-    #[tracing::instrument(skip_all, err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction create_first_account"), err(level = "info"))]
     pub async fn create_first_account(
         &self,
         account_name: &DisplayName,

@@ -43,7 +43,7 @@ impl Store {
     /// Applies the changes the domain allows the actor and records the before and after;
     /// who may change which field is decided under the account's lock, with the actor's
     /// role as it is then.
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction update_member", %account_id, %user_id), err(level = "info"))]
     pub async fn update_member(
         &self,
         account_id: Uuid,
@@ -95,7 +95,7 @@ impl Store {
     /// Removes the membership of this account only. A user left with no membership can no
     /// longer sign in (their password is cleared) but keeps name and email for the tokens
     /// they issued; inviting them again treats them as a new user.
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction remove_member", %account_id, %user_id), err(level = "info"))]
     pub async fn remove_member(
         &self,
         account_id: Uuid,

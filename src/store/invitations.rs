@@ -53,7 +53,7 @@ pub enum Invited {
 impl Store {
     /// Invites the email into the account, creating its user when it has none (R3) and
     /// reusing it when it has (R4).
-    #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction invite", account_id = %new.account_id), err(level = "info"))]
     pub async fn invite(&self, new: &NewInvitation<'_>, actor: &Actor) -> Result<Invited, Error> {
         let tx = self.begin_write().await?;
         lock_account_shared(&tx, new.account_id).await?;
@@ -153,7 +153,7 @@ impl Store {
 
     /// Replaces the member's pending invitation with a new one: new secret, new expiry, the
     /// same kind of email; the old link stops working and its unsent email is retired.
-    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction resend", %account_id, %user_id), err(level = "info"))]
     pub async fn resend(
         &self,
         account_id: Uuid,

@@ -16,6 +16,7 @@ mod invitations;
 mod members;
 pub mod outbox;
 mod rows;
+pub mod stats;
 mod tokens;
 
 pub use accept::{Accepted, Pending};
@@ -24,6 +25,7 @@ pub use error::Error;
 pub use invitations::{InviteRequestId, Invited, NewInvitation};
 pub use members::MemberFilter;
 pub use outbox::OutboxEmail;
+pub use stats::OutboxStats;
 pub use tokens::NewToken;
 
 use std::time::Duration;

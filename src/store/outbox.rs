@@ -22,6 +22,8 @@ pub struct OutboxEmail {
     pub attempts: u32,
     /// The message, or why its stored form cannot be read.
     pub message: Result<InvitationEmail, String>,
+    /// The trace context of the call that queued it (see [`crate::telemetry`]).
+    pub trace_context: Option<String>,
 }
 
 // By hand: the message holds the link's secret.
@@ -41,6 +43,7 @@ impl From<outbox::Model> for OutboxEmail {
             attempts: u32::try_from(row.attempts).unwrap_or_default(),
             message: serde_json::from_str(&row.payload)
                 .map_err(|e| format!("unreadable outbox payload: {e}")),
+            trace_context: row.trace_context,
         }
     }
 }
@@ -105,6 +108,7 @@ pub(super) async fn enqueue_invitation(
         created_at: Set(invitation.now),
         sent_at: Set(None),
         dead_at: Set(None),
+        trace_context: Set(crate::telemetry::trace_context()),
     }
     .insert(db)
     .await?;
@@ -285,6 +289,7 @@ mod tests {
             id: Uuid::now_v7(),
             attempts: 1,
             message,
+            trace_context: None,
         };
         let erased = without_secret(&email(Ok(message)));
         assert!(!erased.contains("s3cret"));

@@ -96,6 +96,7 @@ impl Store {
 
     /// Records a use of the token, unless one was recorded within the last minute: most
     /// calls write nothing.
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction touch_token"))]
     pub async fn touch_token(
         &self,
         credential: &Credential,
@@ -118,7 +119,7 @@ impl Store {
     /// Issues a token from the actor, under the account's lock: the actor's effective
     /// role, their credential's expiry and the live tokens of the account and of the actor
     /// are loaded there and the domain's rule decides.
-    #[tracing::instrument(skip_all, fields(account_id = %new.account_id), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction create_token", account_id = %new.account_id), err(level = "info"))]
     pub async fn create_token(
         &self,
         new: &NewToken<'_>,
@@ -177,7 +178,7 @@ impl Store {
     /// Deletes the token for good, if the actor may see it: administrators any token of the
     /// account, other members their own, and nobody a token above their effective role.
     /// Decided under the account's lock.
-    #[tracing::instrument(skip_all, fields(%account_id, %token_id), err(level = "info"))]
+    #[tracing::instrument(skip_all, fields(otel.name = "db.transaction delete_token", %account_id, %token_id), err(level = "info"))]
     pub async fn delete_token(
         &self,
         account_id: Uuid,

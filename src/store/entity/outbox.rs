@@ -15,6 +15,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
     pub dead_at: Option<DateTimeUtc>,
+    /// The queuing call's W3C trace context, as JSON; none without tracing.
+    pub trace_context: Option<String>,
 }
 
 // Written by hand: the payload may hold a secret and must never reach a log.

@@ -37,6 +37,8 @@ use smtp::MailServer;
 /// aborts its server; dropping the last instance on a database drops the database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where the app serves Prometheus metrics.
+    pub metrics_addr: SocketAddr,
     pub db: DatabaseConnection,
     pub clock: Arc<ManualClock>,
     pub mail: MailServer,
@@ -107,6 +109,7 @@ impl TestApp {
     ) -> TestApp {
         let Instance {
             addr,
+            metrics_addr,
             db,
             users,
             tokens,
@@ -116,6 +119,7 @@ impl TestApp {
         } = instance;
         TestApp {
             addr,
+            metrics_addr,
             db,
             clock,
             mail,

@@ -23,6 +23,8 @@ use super::{JWT_SECRET, database::TestDatabase, smtp::MailServer};
 /// outcomes.
 pub(super) struct Instance {
     pub addr: SocketAddr,
+    /// Where the instance serves `/metrics`.
+    pub metrics_addr: SocketAddr,
     pub db: DatabaseConnection,
     pub users: UserManagementClient<Channel>,
     pub tokens: ApiTokensClient<Channel>,
@@ -84,6 +86,7 @@ impl Instance {
             .await
             .expect("the application builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr().expect("metrics are on");
         let db = app.db().clone();
         let deliveries = Mutex::new(app.deliveries());
         let outbox_wake = app.outbox_wake();
@@ -106,6 +109,7 @@ impl Instance {
             .expect("connect to the server");
         Instance {
             addr,
+            metrics_addr,
             db,
             users: UserManagementClient::new(channel.clone()),
             tokens: ApiTokensClient::new(channel),
@@ -158,5 +162,6 @@ fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     settings.notifier.retry_max = Duration::from_secs(60);
     settings.notifier.max_attempts = 5;
     settings.auth.jwt_secret = Some(JWT_SECRET.into());
+    settings.observability.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     settings
 }

@@ -1,0 +1,88 @@
+//! What the metrics read at scrape time: the outbox's backlog and the pools' use. Each is
+//! one cheap query on an index (`ix_outbox_waiting`, `ix_outbox_failed`) or no query at all.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Select,
+    Statement,
+};
+
+use super::entity::outbox;
+use super::{Error, Store};
+
+/// The outbox at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Emails not yet sent and not given up.
+    pub waiting: u64,
+    /// Emails given up (dead or superseded).
+    pub failed: u64,
+    /// When the oldest waiting email was queued.
+    pub oldest_waiting_since: Option<DateTime<Utc>>,
+}
+
+/// Counts the waiting emails and finds the oldest: on the partial index `ix_outbox_waiting`.
+fn waiting() -> Select<outbox::Entity> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.count(), "waiting")
+        .column_as(outbox::Column::CreatedAt.min(), "oldest")
+        .filter(outbox::Column::SentAt.is_null())
+        .filter(outbox::Column::DeadAt.is_null())
+}
+
+/// Counts the emails given up: on the partial index `ix_outbox_failed`.
+fn failed() -> Select<outbox::Entity> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.count(), "failed")
+        .filter(outbox::Column::DeadAt.is_not_null())
+}
+
+/// The statements [`Store::outbox_stats`] runs, for `EXPLAIN`.
+pub fn outbox_stats_statements(backend: DatabaseBackend) -> [Statement; 2] {
+    [waiting().build(backend), failed().build(backend)]
+}
+
+impl Store {
+    /// Counts the waiting and the failed emails, and finds the oldest waiting one.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, Error> {
+        let (waiting, oldest_waiting_since) = waiting()
+            .into_tuple::<(i64, Option<DateTime<Utc>>)>()
+            .one(&self.reader)
+            .await?
+            .unwrap_or_default();
+        let failed = failed()
+            .into_tuple::<i64>()
+            .one(&self.reader)
+            .await?
+            .unwrap_or_default();
+        Ok(OutboxStats {
+            waiting: u64::try_from(waiting).unwrap_or_default(),
+            failed: u64::try_from(failed).unwrap_or_default(),
+            oldest_waiting_since,
+        })
+    }
+
+    /// Connections in use (not idle) in each pool: `writer`, and on SQLite `reader`.
+    pub fn connections_in_use(&self) -> Vec<(&'static str, u64)> {
+        fn in_use(size: u32, idle: usize) -> u64 {
+            u64::from(size).saturating_sub(idle as u64)
+        }
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                vec![("writer", in_use(pool.size(), pool.num_idle()))]
+            }
+            DatabaseBackend::Sqlite => {
+                let writer = self.db.get_sqlite_connection_pool();
+                let reader = self.reader.get_sqlite_connection_pool();
+                vec![
+                    ("writer", in_use(writer.size(), writer.num_idle())),
+                    ("reader", in_use(reader.size(), reader.num_idle())),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
