@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod health;
 pub mod notifier;
 pub mod service;
 pub mod store;

@@ -6,7 +6,7 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 30] = [
+const SETTINGS: [(&str, &str, &str); 34] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
@@ -77,6 +77,18 @@ const SETTINGS: [(&str, &str, &str); 30] = [
     ("USERMGMT_JWT_JWKS_URL", "jwt-jwks-url", "Authentication"),
     ("USERMGMT_JWT_ISSUER", "jwt-issuer", "Authentication"),
     ("USERMGMT_JWT_AUDIENCE", "jwt-audience", "Authentication"),
+    ("USERMGMT_DATABASE_TIMEOUT", "database-timeout", "Database"),
+    (
+        "USERMGMT_HEALTH_CHECK_INTERVAL",
+        "health-check-interval",
+        "Health",
+    ),
+    (
+        "USERMGMT_HEALTH_CHECK_TIMEOUT",
+        "health-check-timeout",
+        "Health",
+    ),
+    ("USERMGMT_SHUTDOWN_GRACE", "shutdown-grace", "Health"),
 ];
 
 const SECRET_VARIABLES: [&str; 3] = [
@@ -97,8 +109,13 @@ fn defaults_match_the_documented_ones() {
         notifier,
         auth,
         tokens,
+        health,
     } = cli.settings;
     assert_eq!(tokens.max_per_member, 50);
+    assert_eq!(database.timeout, Duration::from_secs(5));
+    assert_eq!(health.check_interval, Duration::from_secs(1));
+    assert_eq!(health.check_timeout, Duration::from_secs(2));
+    assert_eq!(health.shutdown_grace, Duration::from_secs(30));
     assert_eq!(server.listen_addr.to_string(), "127.0.0.1:50051");
     assert_eq!(server.log_format, LogFormat::Text);
     assert_eq!(server.request_timeout, Duration::from_secs(30));
@@ -191,6 +208,10 @@ fn every_flag_sets_its_field_of_its_section() {
         "--jwt-jwks-url=https://idp.example/.well-known/jwks.json",
         "--jwt-issuer=https://idp.example/",
         "--jwt-audience=usermgmt",
+        "--database-timeout=2s",
+        "--health-check-interval=500ms",
+        "--health-check-timeout=300ms",
+        "--shutdown-grace=0s",
     ])
     .unwrap();
     let Settings {
@@ -201,7 +222,12 @@ fn every_flag_sets_its_field_of_its_section() {
         notifier,
         auth,
         tokens,
+        health,
     } = cli.settings;
+    assert_eq!(database.timeout, Duration::from_secs(2));
+    assert_eq!(health.check_interval, Duration::from_millis(500));
+    assert_eq!(health.check_timeout, Duration::from_millis(300));
+    assert_eq!(health.shutdown_grace, Duration::ZERO);
     assert_eq!(tokens.limits().per_member, 10);
     assert_eq!(tokens.limits().per_account, 100);
     assert_eq!(server.listen_addr.to_string(), "0.0.0.0:6000");
@@ -269,7 +295,10 @@ fn a_zero_or_garbled_ttl_is_refused() {
 }
 
 /// Every duration setting's flag, with the shortest and the longest value it takes.
-const DURATION_BOUNDS: [(&str, &str, &str); 5] = [
+const DURATION_BOUNDS: [(&str, &str, &str); 8] = [
+    ("--database-timeout", "100ms", "1m"),
+    ("--health-check-interval", "100ms", "1m"),
+    ("--health-check-timeout", "100ms", "1m"),
     ("--invitation-ttl", "1m", "30days"),
     ("--smtp-timeout", "100ms", "10m"),
     ("--notifier-poll-interval", "10ms", "1h"),
