@@ -396,3 +396,14 @@ fn debug_output_never_shows_a_secret() {
         assert!(printed.contains("listen_addr"), "the rest is printed");
     }
 }
+
+#[test]
+fn the_shutdown_grace_may_be_zero_and_at_most_an_hour() {
+    for grace in ["0s", "1h"] {
+        assert!(parse_one("--shutdown-grace", grace).is_ok(), "{grace}");
+    }
+    for grace in ["61m", "soon"] {
+        let error = parse_one("--shutdown-grace", grace).expect_err(grace);
+        assert!(error.to_string().contains("--shutdown-grace"), "{error}");
+    }
+}
