@@ -37,13 +37,17 @@ impl Health {
         }
     }
 
-    /// Shutdown has begun: NOT_SERVING, then the names are withdrawn, which ends every open
-    /// `Watch` stream once it has carried NOT_SERVING, so that no watcher keeps the server
-    /// draining.
+    /// Shutdown has begun: NOT_SERVING. Each name's channel is then replaced by a new one
+    /// that reads NOT_SERVING too: the `Watch` streams open on the old one end once they have
+    /// carried NOT_SERVING, so that no watcher keeps the server draining, while a `Check`
+    /// still answers NOT_SERVING.
     pub async fn shut_down(mut self) {
         self.set(ServingStatus::NotServing).await;
         for service in SERVICES {
             self.reporter.clear_service_status(service).await;
+            self.reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
         }
     }
 }
