@@ -1,8 +1,8 @@
 //! The application as production and the tests start it: `build()` connects, migrates and
-//! binds; `run_until_stopped()` serves until the shutdown signal, letting calls in flight
-//! finish.
+//! binds; `run_until_stopped()` serves until the shutdown signal, turns health NOT_SERVING at
+//! once, then lets calls in flight finish, for at most the shutdown grace.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
@@ -13,11 +13,12 @@ use tokio::{
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{ServerSettings, Settings};
+use crate::config::{HealthSettings, ServerSettings, Settings};
 use crate::grpc::{
     AccessLogLayer, AuthLayer, DeadlineLayer, FairShareLayer, InFlightLimitLayer, ObserveLayer,
     TokenApi, UserApi, pb,
 };
+use crate::health::{Health, Monitor};
 use crate::metrics::{Metrics, MetricsServer};
 use crate::notifier::{Delivery, Notifier};
 use crate::service::{JwtVerifier, UserService};
@@ -61,7 +62,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 /// operator's commands, which authenticate nobody (no JWT key is read). Emails they queue
 /// are sent by a running server's notifier.
 pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
-    let store = Store::connect(settings.database.url.expose_secret()).await?;
+    let store = connect(settings).await?;
     store.migrate().await?;
     Ok(UserService::new(
         store,
@@ -73,11 +74,27 @@ pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
     ))
 }
 
+/// The store on the settings' database, its calls waiting at most the database timeout for a
+/// connection.
+async fn connect(settings: &Settings) -> Result<Store, store::Error> {
+    let timeout = settings.database.timeout;
+    if timeout >= settings.server.request_timeout {
+        tracing::warn!(
+            database_timeout = %humantime::format_duration(timeout),
+            request_timeout = %humantime::format_duration(settings.server.request_timeout),
+            "the database timeout is not shorter than the request timeout: during a database \
+             outage calls end with DEADLINE_EXCEEDED instead of UNAVAILABLE"
+        );
+    }
+    Store::connect_with_timeout(settings.database.url.expose_secret(), timeout).await
+}
+
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     /// The server's limits: deadlines, concurrency, message size, keepalive.
     limits: ServerSettings,
+    health: HealthSettings,
     store: Store,
     users: UserService,
     notifier: Option<Notifier>,
@@ -97,7 +114,7 @@ impl Application {
         settings: &Settings,
         clock: SharedClock,
     ) -> Result<Self, AppError> {
-        let store = Store::connect(settings.database.url.expose_secret()).await?;
+        let store = connect(settings).await?;
         store.migrate().await?;
         let listener = TcpListener::bind(settings.server.listen_addr)
             .await
@@ -152,6 +169,7 @@ impl Application {
             listener,
             local_addr,
             limits: settings.server.clone(),
+            health: settings.health.clone(),
             store,
             users,
             notifier,
@@ -198,13 +216,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), AppError> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        // Migrations ran in build(): the service is ready as soon as it accepts calls.
-        health
-            .set_serving::<pb::user_management_server::UserManagementServer<UserApi>>()
-            .await;
-        health
-            .set_serving::<pb::api_tokens_server::ApiTokensServer<TokenApi>>()
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter);
+        // Migrations ran in build(): SERVING at once, then as the database's pings say.
+        let (stop_monitor, monitor_stopped) = watch::channel(false);
+        let monitor = Monitor::new(self.store.clone(), health.clone(), &self.health)
+            .start(monitor_stopped)
             .await;
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -234,7 +251,8 @@ impl Application {
             server = server.concurrency_limit_per_connection(limits.max_calls_per_connection);
         }
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
-        server
+        let (draining, drain_begun) = tokio::sync::oneshot::channel::<()>();
+        let serving = server
             // Outermost: the call's span and metrics see every code the layers inside answer.
             .layer(ObserveLayer::new(
                 call_metrics,
@@ -271,10 +289,16 @@ impl Application {
             )
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
-                tracing::info!("shutting down: finishing calls in flight");
-            })
-            .await?;
-        // The server has drained its calls; the notifier finishes the send in progress.
+                // Before the server stops taking calls: a balancer watching health turns
+                // away while the calls in flight finish.
+                stop_monitor.send(true).ok();
+                monitor.await.ok();
+                health.shut_down().await;
+                tracing::info!("shutting down: health NOT_SERVING, finishing calls in flight");
+                draining.send(()).ok();
+            });
+        let drained = drain_within(serving, drain_begun, self.health.shutdown_grace).await?;
+        // The notifier finishes the send in progress.
         stop_notifier.send(true).ok();
         if let Some(notifier) = notifier
             && let Err(error) = notifier.await
@@ -292,8 +316,42 @@ impl Application {
                 aborter.abort();
             }
         }
-        self.store.close().await?;
+        if drained {
+            self.store.close().await?;
+        }
+        // Else calls still hold connections: closing would wait for them. The process ends,
+        // and their connections with it.
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Serves until the server has drained, or until `grace` after draining began: a stream
+/// that never ends (a watcher, a hung client) must not hold the shutdown forever. Whether
+/// every call finished.
+async fn drain_within(
+    serving: impl Future<Output = Result<(), tonic::transport::Error>>,
+    drain_begun: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
+) -> Result<bool, AppError> {
+    let grace_over = async {
+        if drain_begun.await.is_err() {
+            // The server stopped before draining began.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serving => {
+            served?;
+            Ok(true)
+        }
+        () = grace_over => {
+            tracing::warn!(
+                grace = %humantime::format_duration(grace),
+                "calls still in flight after the shutdown grace: stopping without them"
+            );
+            Ok(false)
+        }
     }
 }

@@ -93,6 +93,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     #[command(flatten)]
     pub observability: ObservabilitySettings,
+    #[command(flatten)]
+    pub health: HealthSettings,
 }
 
 /// Where the gRPC server listens and how the process logs.
@@ -207,6 +209,63 @@ pub struct DatabaseSettings {
         value_parser = parse_secret
     )]
     pub url: SecretString,
+
+    /// Longest wait for a database connection (opening one, or a free one from the pool);
+    /// past it a call fails with UNAVAILABLE. Keep it below the request timeout. From 100ms
+    /// to 1 minute.
+    #[arg(
+        id = "database_timeout",
+        long = "database-timeout",
+        value_name = "DATABASE_TIMEOUT",
+        global = true,
+        env = "USERMGMT_DATABASE_TIMEOUT",
+        default_value = "5s",
+        value_parser = duration_between(millis(100), minutes(1))
+    )]
+    pub timeout: Duration,
+}
+
+/// What `grpc.health.v1` reports: the database is pinged on an interval; a ping that fails
+/// or outlasts its timeout turns the service NOT_SERVING until one succeeds again. At
+/// shutdown the service turns NOT_SERVING at once, then waits for calls in flight.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Health")]
+pub struct HealthSettings {
+    /// How often the database is pinged: from 100ms to 1 minute.
+    #[arg(
+        id = "health_check_interval",
+        long = "health-check-interval",
+        value_name = "HEALTH_CHECK_INTERVAL",
+        global = true,
+        env = "USERMGMT_HEALTH_CHECK_INTERVAL",
+        default_value = "1s",
+        value_parser = duration_between(millis(100), minutes(1))
+    )]
+    pub check_interval: Duration,
+
+    /// How long one ping may take before the database counts as unreachable: from 100ms to
+    /// 1 minute.
+    #[arg(
+        id = "health_check_timeout",
+        long = "health-check-timeout",
+        value_name = "HEALTH_CHECK_TIMEOUT",
+        global = true,
+        env = "USERMGMT_HEALTH_CHECK_TIMEOUT",
+        default_value = "2s",
+        value_parser = duration_between(millis(100), minutes(1))
+    )]
+    pub check_timeout: Duration,
+
+    /// At shutdown, how long calls and streams in flight may go on before the server closes
+    /// their connections anyway: from 0s to 1 hour.
+    #[arg(
+        long,
+        global = true,
+        env = "USERMGMT_SHUTDOWN_GRACE",
+        default_value = "30s",
+        value_parser = duration_between(Duration::ZERO, minutes(60))
+    )]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
+pub mod health;
 pub mod notifier;
 pub mod service;
 pub mod store;

@@ -6,7 +6,7 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 36] = [
+const SETTINGS: [(&str, &str, &str); 40] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
@@ -99,6 +99,18 @@ const SETTINGS: [(&str, &str, &str); 36] = [
         "Observability",
     ),
     ("OTEL_SERVICE_NAME", "otel-service-name", "Observability"),
+    ("USERMGMT_DATABASE_TIMEOUT", "database-timeout", "Database"),
+    (
+        "USERMGMT_HEALTH_CHECK_INTERVAL",
+        "health-check-interval",
+        "Health",
+    ),
+    (
+        "USERMGMT_HEALTH_CHECK_TIMEOUT",
+        "health-check-timeout",
+        "Health",
+    ),
+    ("USERMGMT_SHUTDOWN_GRACE", "shutdown-grace", "Health"),
 ];
 
 const SECRET_VARIABLES: [&str; 3] = [
@@ -120,12 +132,17 @@ fn defaults_match_the_documented_ones() {
         auth,
         tokens,
         observability,
+        health,
     } = cli.settings;
     assert!(observability.metrics_addr.is_none());
     assert!(observability.otlp_endpoint.is_none());
     assert_eq!(observability.otlp_protocol, OtlpProtocol::HttpProtobuf);
     assert_eq!(observability.otel_service_name, "usermgmt");
     assert_eq!(tokens.max_per_member, 50);
+    assert_eq!(database.timeout, Duration::from_secs(5));
+    assert_eq!(health.check_interval, Duration::from_secs(1));
+    assert_eq!(health.check_timeout, Duration::from_secs(2));
+    assert_eq!(health.shutdown_grace, Duration::from_secs(30));
     assert_eq!(server.listen_addr.to_string(), "127.0.0.1:50051");
     assert_eq!(server.log_format, LogFormat::Text);
     assert_eq!(server.request_timeout, Duration::from_secs(30));
@@ -226,6 +243,10 @@ fn every_flag_sets_its_field_of_its_section() {
         "--otlp-endpoint=http://collector:4317",
         "--otlp-protocol=grpc",
         "--otel-service-name=usermgmt-eu",
+        "--database-timeout=2s",
+        "--health-check-interval=500ms",
+        "--health-check-timeout=300ms",
+        "--shutdown-grace=0s",
     ])
     .unwrap();
     let Settings {
@@ -237,6 +258,7 @@ fn every_flag_sets_its_field_of_its_section() {
         auth,
         tokens,
         observability,
+        health,
     } = cli.settings;
     assert_eq!(
         observability.metrics_addr.map(|addr| addr.to_string()),
@@ -248,6 +270,11 @@ fn every_flag_sets_its_field_of_its_section() {
     );
     assert_eq!(observability.otlp_protocol, OtlpProtocol::Grpc);
     assert_eq!(observability.otel_service_name, "usermgmt-eu");
+
+    assert_eq!(database.timeout, Duration::from_secs(2));
+    assert_eq!(health.check_interval, Duration::from_millis(500));
+    assert_eq!(health.check_timeout, Duration::from_millis(300));
+    assert_eq!(health.shutdown_grace, Duration::ZERO);
     assert_eq!(tokens.limits().per_member, 10);
     assert_eq!(tokens.limits().per_account, 100);
     assert_eq!(server.listen_addr.to_string(), "0.0.0.0:6000");
@@ -317,7 +344,10 @@ fn a_zero_or_garbled_ttl_is_refused() {
 }
 
 /// Every duration setting's flag, with the shortest and the longest value it takes.
-const DURATION_BOUNDS: [(&str, &str, &str); 5] = [
+const DURATION_BOUNDS: [(&str, &str, &str); 8] = [
+    ("--database-timeout", "100ms", "1m"),
+    ("--health-check-interval", "100ms", "1m"),
+    ("--health-check-timeout", "100ms", "1m"),
     ("--invitation-ttl", "1m", "30days"),
     ("--smtp-timeout", "100ms", "10m"),
     ("--notifier-poll-interval", "10ms", "1h"),
@@ -430,4 +460,15 @@ fn otlp_protocols_read_as_the_standard_spells_them() {
     assert!(refused.contains("http/json"), "{refused}");
     assert!(parse_one("--otlp-endpoint", "not a url").is_err());
     assert!(parse_one("--metrics-addr", "localhost").is_err());
+}
+
+#[test]
+fn the_shutdown_grace_may_be_zero_and_at_most_an_hour() {
+    for grace in ["0s", "1h"] {
+        assert!(parse_one("--shutdown-grace", grace).is_ok(), "{grace}");
+    }
+    for grace in ["61m", "soon"] {
+        let error = parse_one("--shutdown-grace", grace).expect_err(grace);
+        assert!(error.to_string().contains("--shutdown-grace"), "{error}");
+    }
 }

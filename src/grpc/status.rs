@@ -211,9 +211,19 @@ impl From<Error> for Status {
                     HashMap::new(),
                 )
             }
+            Error::Unavailable(cause) => {
+                // Expected while the database is down or restarting: a warning, not an error.
+                tracing::warn!(error = %cause, "database unavailable");
+                let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER_OUTAGE));
+                details.set_error_info("DATABASE_UNAVAILABLE", DOMAIN, HashMap::new());
+                Status::with_error_details(Code::Unavailable, message, details)
+            }
         }
     }
 }
+
+/// The pause suggested to a client whose call met a database outage.
+const RETRY_AFTER_OUTAGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -242,5 +252,21 @@ mod tests {
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "Internal error");
         assert_eq!(status.get_details_error_info().unwrap().reason, "INTERNAL");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_says_nothing_of_its_cause() {
+        let status = Status::from(Error::Unavailable(
+            "error communicating with database: connection reset by 10.0.0.7:5432".into(),
+        ));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "The service cannot reach its database right now; try again shortly"
+        );
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "DATABASE_UNAVAILABLE");
+        assert_eq!(info.domain, "usermgmt");
+        assert!(status.get_details_retry_info().is_some());
     }
 }

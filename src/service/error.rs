@@ -61,6 +61,10 @@ pub enum Error {
     /// The storage failed; the cause is logged, never sent to the client.
     #[error("storage failure")]
     Storage(Cause),
+    /// The database is out of reach for now; the client may try again. The cause is logged,
+    /// never sent to the client.
+    #[error("The service cannot reach its database right now; try again shortly")]
+    Unavailable(Cause),
 }
 
 /// The one mapping from the store's errors to the service's.
@@ -92,6 +96,7 @@ impl From<store::Error> for Error {
             store::Error::RequestIdReused => {
                 Error::invalid("request_id", "was already used for a different invitation")
             }
+            store::Error::Unavailable(_) => Error::Unavailable(Box::new(error)),
             store::Error::Corrupt(_) | store::Error::Conflict(_) | store::Error::Database(_) => {
                 Error::Storage(Box::new(error))
             }

@@ -67,8 +67,14 @@ impl Store {
 
     /// Opens the pools on the database the URL names.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let db = connect(url).await?;
-        let reader = match sqlite_readers(url) {
+        Self::connect_with_timeout(url, DEFAULT_TIMEOUT).await
+    }
+
+    /// Opens the pools on the database the URL names; a call waits at most `timeout` for a
+    /// connection (opening one, or a free one from the pool).
+    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, Error> {
+        let db = connect_with_timeout(url, timeout).await?;
+        let reader = match sqlite_readers(url, timeout) {
             Some(readers) => readers.await?,
             None => db.clone(),
         };
@@ -78,6 +84,12 @@ impl Store {
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), Error> {
         Ok(migrate(&self.db).await?)
+    }
+
+    /// Whether the database answers: on SQLite the readers' pool (the single writer may be
+    /// busy with a long write), elsewhere the one pool.
+    pub async fn ping(&self) -> Result<(), Error> {
+        Ok(self.reader.ping().await?)
     }
 
     /// The connection pool, for wiring and tests.
@@ -106,13 +118,28 @@ impl Store {
     }
 }
 
+/// How long a call waits for a connection unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Opens a pool on the database the URL names.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with_timeout(url, DEFAULT_TIMEOUT).await
+}
+
+/// Opens a pool on the database the URL names, whose callers wait at most `timeout` for a
+/// connection. While the database is down, a call fails after that long instead of waiting
+/// for its deadline; the pool tests each connection before handing it out (a connection
+/// broken by the outage is replaced) and opens new ones as the database returns.
+pub async fn connect_with_timeout(
+    url: &str,
+    timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .test_before_acquire(true);
     if url.starts_with("sqlite:") {
         // SQLite has one writer at a time: one connection serialises this process's
         // transactions instead of failing them with SQLITE_BUSY under load. WAL lets
@@ -146,7 +173,10 @@ const SQLITE_READERS: u32 = 4;
 
 /// A pool of read-only connections on a SQLite file, or `None` for PostgreSQL and in-memory
 /// databases (each connection to those would see a database of its own).
-fn sqlite_readers(url: &str) -> Option<impl Future<Output = Result<DatabaseConnection, DbErr>>> {
+fn sqlite_readers(
+    url: &str,
+    timeout: Duration,
+) -> Option<impl Future<Output = Result<DatabaseConnection, DbErr>>> {
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if !url.starts_with("sqlite:") || in_memory {
         return None;
@@ -154,8 +184,8 @@ fn sqlite_readers(url: &str) -> Option<impl Future<Output = Result<DatabaseConne
     let mut options = ConnectOptions::new(url);
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
         .max_connections(SQLITE_READERS)
         .min_connections(1)
         .map_sqlx_sqlite_opts(|sqlite| {

@@ -1,29 +1,306 @@
-use tonic::transport::Channel;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+//! `grpc.health.v1`: SERVING for the server and each service while the database answers,
+//! NOT_SERVING within seconds of it becoming unreachable and SERVING again when it returns,
+//! NOT_SERVING as soon as shutdown begins — before the calls in flight drain — and
+//! `usermgmt healthcheck` following it.
+//!
+//! On SQLite the database is a file the service holds open: short of a failing disk there is
+//! no honest way to take it away, so the database-outage flips run on PostgreSQL, through a
+//! proxy the test cuts.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
 };
 
-use crate::helpers::spawn_app;
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+use secrecy::ExposeSecret;
+use tonic::{Streaming, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
+    health_client::HealthClient,
+};
+use usermgmt::{config::Settings, grpc::pb, health::SERVICES};
 
-#[tokio::test]
-async fn the_service_reports_serving_and_stops_when_told() {
-    let app = spawn_app().await;
-    let channel = Channel::from_shared(format!("http://{}", app.addr))
+use crate::helpers::{
+    TestApp, invite_request, proxy::Proxy, spawn_app, spawn_app_configured, with_token,
+};
+
+/// How long a test waits for a status before it fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn health_client(addr: SocketAddr) -> HealthClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
-    for service in ["", "usermgmt.v1.UserManagement"] {
-        let status = health
-            .check(HealthCheckRequest {
+        .expect("connect to the server");
+    HealthClient::new(channel)
+}
+
+/// The status `Check` reports for `service`.
+pub async fn check(addr: SocketAddr, service: &str) -> ServingStatus {
+    health_client(addr)
+        .await
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("a health answer")
+        .into_inner()
+        .status()
+}
+
+/// An open `Watch` stream on one name.
+pub struct HealthWatch {
+    service: String,
+    stream: Streaming<HealthCheckResponse>,
+}
+
+impl HealthWatch {
+    pub async fn open(addr: SocketAddr, service: &str) -> HealthWatch {
+        let stream = health_client(addr)
+            .await
+            .watch(HealthCheckRequest {
                 service: service.into(),
             })
             .await
-            .unwrap()
-            .into_inner()
-            .status();
-        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+            .expect("a health stream")
+            .into_inner();
+        HealthWatch {
+            service: service.into(),
+            stream,
+        }
     }
+
+    /// The next status sent, or `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<ServingStatus> {
+        let next = tokio::time::timeout(PATIENCE, self.stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("{:?}: no health update in time", self.service));
+        next.expect("the health stream does not fail")
+            .map(|response| response.status())
+    }
+
+    /// Waits until the stream reports `wanted`, skipping other statuses.
+    pub async fn wait_for(&mut self, wanted: ServingStatus) {
+        loop {
+            match self.next().await {
+                Some(status) if status == wanted => return,
+                Some(_) => {}
+                None => panic!("{:?}: the stream ended before {wanted:?}", self.service),
+            }
+        }
+    }
+}
+
+/// One watch per name the health service answers for.
+async fn watch_every_service(addr: SocketAddr) -> Vec<HealthWatch> {
+    let mut watches = Vec::new();
+    for service in SERVICES {
+        watches.push(HealthWatch::open(addr, service).await);
+    }
+    watches
+}
+
+/// Exit status of `usermgmt healthcheck` pointed at `addr`.
+async fn healthcheck(addr: SocketAddr) -> std::process::ExitStatus {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_usermgmt"))
+        .arg("healthcheck")
+        .arg(format!("--listen-addr={addr}"))
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .status()
+        .await
+        .expect("run usermgmt healthcheck")
+}
+
+#[tokio::test]
+async fn the_server_and_every_service_report_serving() {
+    let app = spawn_app().await;
+    assert_eq!(
+        SERVICES,
+        ["", "usermgmt.v1.UserManagement", "usermgmt.v1.ApiTokens"]
+    );
+    for service in SERVICES {
+        assert_eq!(
+            check(app.addr, service).await,
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    assert!(healthcheck(app.addr).await.success());
     app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_turns_every_watcher_not_serving_then_ends_its_stream() {
+    let app = spawn_app().await;
+    let addr = app.addr;
+    let mut watches = watch_every_service(addr).await;
+    for watch in &mut watches {
+        assert_eq!(watch.next().await, Some(ServingStatus::Serving));
+    }
+    // The watches are calls in flight: they hear NOT_SERVING from the draining server, and
+    // then end rather than hold its shutdown.
+    let stopping = tokio::spawn(app.stop());
+    for watch in &mut watches {
+        assert_eq!(watch.next().await, Some(ServingStatus::NotServing));
+        assert_eq!(watch.next().await, None, "{:?} ends", watch.service);
+    }
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("open health watches do not hold the shutdown")
+        .expect("the server stops cleanly");
+    assert!(
+        !healthcheck(addr).await.success(),
+        "no server, no health: healthcheck fails"
+    );
+}
+
+/// Settings of an app whose database is reached through `proxy`: a connection is waited for
+/// one second at most, health has its default interval and timeout.
+pub fn through(proxy: &Proxy) -> impl FnOnce(&mut Settings) + '_ {
+    |settings| {
+        let routed = proxy.route(settings.database.url.expose_secret());
+        settings.database.url = routed.into();
+        settings.database.timeout = Duration::from_secs(1);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn health_follows_the_database_both_ways_and_healthcheck_follows_health() {
+    let proxy = Proxy::to_test_postgres().await;
+    let app = spawn_app_configured(false, through(&proxy)).await;
+    let mut watches = watch_every_service(app.addr).await;
+    for watch in &mut watches {
+        watch.wait_for(ServingStatus::Serving).await;
+    }
+    assert!(healthcheck(app.addr).await.success());
+
+    let cut = Instant::now();
+    proxy.cut();
+    for watch in &mut watches {
+        watch.wait_for(ServingStatus::NotServing).await;
+    }
+    let noticed = cut.elapsed();
+    // Defaults: a ping a second, two seconds for its answer.
+    assert!(
+        noticed < Duration::from_secs(5),
+        "noticed after {noticed:?}"
+    );
+    for service in SERVICES {
+        assert_eq!(check(app.addr, service).await, ServingStatus::NotServing);
+    }
+    assert!(!healthcheck(app.addr).await.success());
+
+    proxy.restore();
+    for watch in &mut watches {
+        watch.wait_for(ServingStatus::Serving).await;
+    }
+    for service in SERVICES {
+        assert_eq!(check(app.addr, service).await, ServingStatus::Serving);
+    }
+    assert!(healthcheck(app.addr).await.success());
+    app.stop().await;
+}
+
+/// Holds the account's row locked in a transaction of the test's own, so that a write of
+/// the account waits, in flight, until the transaction ends.
+async fn lock_account(app: &TestApp) -> sea_orm::DatabaseTransaction {
+    let txn = app.db.begin().await.unwrap();
+    txn.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+        [app.account_id.into()],
+    ))
+    .await
+    .unwrap();
+    txn
+}
+
+/// Waits until a session of the app's database waits for a lock: the held call arrived.
+async fn wait_for_a_blocked_call(app: &TestApp) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let blocked = app
+            .db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ))
+            .await
+            .unwrap()
+            .and_then(|row| row.try_get::<i64>("", "n").ok())
+            .unwrap_or(0);
+        if blocked > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the call never reached the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn invite_in_flight(
+    app: &TestApp,
+    email: &str,
+) -> tokio::task::JoinHandle<Result<tonic::Response<pb::InviteUserResponse>, tonic::Status>> {
+    let mut users = app.users.clone();
+    let request = with_token(
+        &app.admin_token,
+        invite_request(app.account_id, "Held", email, pb::Role::Users),
+    );
+    tokio::spawn(async move { users.invite_user(request).await })
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn health_is_not_serving_while_a_call_in_flight_still_drains() {
+    let app = spawn_app().await;
+    let lock = lock_account(&app).await;
+    let held = invite_in_flight(&app, "held@example.com");
+    wait_for_a_blocked_call(&app).await;
+    let mut watch = HealthWatch::open(app.addr, "").await;
+    watch.wait_for(ServingStatus::Serving).await;
+
+    let stopping = tokio::spawn(app.stop());
+    watch.wait_for(ServingStatus::NotServing).await;
+    assert!(!held.is_finished(), "the held call is still in flight");
+    assert!(!stopping.is_finished(), "the server is still draining");
+
+    lock.commit().await.unwrap();
+    let invited = tokio::time::timeout(PATIENCE, held)
+        .await
+        .expect("the held call ends")
+        .unwrap();
+    assert!(invited.is_ok(), "the drained call completes: {invited:?}");
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("the server stops once drained")
+        .unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_call_that_outlasts_the_shutdown_grace_does_not_hold_the_server() {
+    let app = spawn_app_configured(false, |settings| {
+        settings.health.shutdown_grace = Duration::from_millis(300);
+    })
+    .await;
+    let lock = lock_account(&app).await;
+    let held = invite_in_flight(&app, "held@example.com");
+    wait_for_a_blocked_call(&app).await;
+
+    let stopping = Instant::now();
+    tokio::time::timeout(PATIENCE, app.stop())
+        .await
+        .expect("the server stops after its grace, the call still held");
+    assert!(stopping.elapsed() >= Duration::from_millis(300));
+    assert!(!held.is_finished(), "the call was still held");
+    // The stopped app's database is gone, and the lock with it.
+    lock.rollback().await.ok();
+    let outcome = tokio::time::timeout(PATIENCE, held).await;
+    // Whatever became of it, the held call does not hang its client.
+    assert!(outcome.is_ok(), "the held call ends");
 }

@@ -6,6 +6,7 @@ mod auth;
 mod authorization;
 mod bootstrap;
 mod credentials;
+mod database_outage;
 mod delete_user;
 mod get_user;
 mod hardening;

@@ -7,6 +7,7 @@ mod calls;
 mod database;
 pub mod jwks;
 mod members;
+pub mod proxy;
 mod server;
 pub mod smtp;
 
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 use usermgmt::{
     clock::{Clock, ManualClock},
-    config::{AuthSettings, ServerSettings},
+    config::{AuthSettings, ServerSettings, Settings},
     grpc::pb::{
         self, api_tokens_client::ApiTokensClient, user_management_client::UserManagementClient,
     },
@@ -73,6 +74,35 @@ pub async fn spawn_app_sending_to(mail: MailServer, notifier: bool) -> TestApp {
 /// the test secret. Its siblings and restarts use the test secret again.
 pub async fn spawn_app_with_auth(auth: AuthSettings) -> TestApp {
     spawn(MailServer::start(), false, Some(auth)).await
+}
+
+/// A fresh app whose settings `configure` changes before it starts (it may route the
+/// database URL through a proxy), its own mail server and a bootstrapped account.
+pub async fn spawn_app_configured(
+    notifier: bool,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        usermgmt::telemetry::init(usermgmt::config::LogFormat::Text);
+    }
+    let mail = MailServer::start();
+    let database = Arc::new(fresh_database().await);
+    let clock = Arc::new(ManualClock::new(
+        DateTime::parse_from_rfc3339("2026-11-28T09:00:00Z")
+            .expect("a valid start time")
+            .with_timezone(&Utc),
+    ));
+    let instance =
+        Instance::start_configured(&database, clock.clone(), &mail, notifier, configure).await;
+    let account = create_account(
+        &instance.db,
+        "Acme",
+        "admin@acme.example",
+        "Alice Admin",
+        clock.now(),
+    )
+    .await;
+    TestApp::new(instance, database, clock, mail, account)
 }
 
 async fn spawn(mail: MailServer, notifier: bool, auth: Option<AuthSettings>) -> TestApp {

@@ -73,7 +73,7 @@ impl Instance {
         .await
     }
 
-    async fn start_configured(
+    pub async fn start_configured(
         database: &TestDatabase,
         clock: Arc<ManualClock>,
         mail: &MailServer,
