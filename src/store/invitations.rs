@@ -193,7 +193,13 @@ impl Store {
             .filter(invitation::Column::MembershipId.eq(membership.id))
             .exec(&tx)
             .await?;
-        outbox::retire_for_invitations(&tx, &previous_ids, now).await?;
+        outbox::retire_for_invitations(
+            &tx,
+            &previous_ids,
+            crate::domain::delivery::LinkGone::Superseded,
+            now,
+        )
+        .await?;
         let invitation_id =
             insert_invitation(&tx, membership.id, kind, secret, expires_at, now).await?;
         let mut renewed = membership.into_active_model();

@@ -7,6 +7,8 @@ mod authorization;
 mod bootstrap;
 mod credentials;
 mod delete_user;
+mod delivery_handover;
+mod delivery_relays;
 mod get_user;
 mod hardening;
 mod health;
