@@ -59,6 +59,7 @@ pub(crate) mod test_support {
             invited_at: now,
             invitation_expires_at: None,
             accepted_at: Some(now),
+            invitation_delivery: None,
         }
     }
 }

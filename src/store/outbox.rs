@@ -6,17 +6,22 @@
 //! with the same Message-ID. Only the holder of a row's current lease can mark it sent or
 //! failed: a late worker whose lease ran out changes nothing. Nothing is deleted.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DbErr, EntityTrait, QueryFilter, QuerySelect, Statement, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Statement,
+    sea_query::{Expr, ExprTrait, Query, SelectStatement},
 };
 use uuid::Uuid;
 
-use super::entity::{account, invitation, outbox, user};
+use super::entity::{account, invitation, membership, outbox, user};
 use super::{Error, Store, rows};
 use crate::domain::{
-    InvitationEmail, InvitationKind, InvitationSecret, Member,
+    DeliveryState, InvitationDelivery, InvitationEmail, InvitationKind, InvitationSecret, Member,
     delivery::{LinkFacts, LinkGone, check_link},
 };
 
@@ -70,12 +75,12 @@ pub(super) struct Invitation<'a> {
 /// Queues the invitation email in the inviting transaction, with the account's and the
 /// inviter's names as they are now. The email goes to the person, not to the account: a
 /// user who already signs in is addressed by their own name in their own language; a new
-/// user as the invitation names them.
+/// user as the invitation names them. Returns the delivery of the queued email.
 pub(super) async fn enqueue_invitation(
     db: &impl ConnectionTrait,
     inviter_id: Uuid,
     invitation: &Invitation<'_>,
-) -> Result<(), Error> {
+) -> Result<InvitationDelivery, Error> {
     let account_name = account::Entity::find_by_id(invitation.invitee.account_id)
         .one(db)
         .await?
@@ -122,7 +127,7 @@ pub(super) async fn enqueue_invitation(
     }
     .insert(db)
     .await?;
-    Ok(())
+    Ok(InvitationDelivery::queued())
 }
 
 fn to_payload(message: &InvitationEmail) -> Result<String, DbErr> {
@@ -348,6 +353,87 @@ pub(super) async fn retire_for_invitations(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The delivery of each membership's current invitation email, by membership id: two
+/// indexed lookups (the invitations of the memberships, then their emails).
+pub(super) async fn deliveries(
+    db: &impl ConnectionTrait,
+    membership_ids: &[Uuid],
+) -> Result<HashMap<Uuid, InvitationDelivery>, DbErr> {
+    if membership_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let invitations: HashMap<Uuid, Uuid> = invitation::Entity::find()
+        .filter(invitation::Column::MembershipId.is_in(membership_ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|invitation| (invitation.id, invitation.membership_id))
+        .collect();
+    if invitations.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let emails = outbox::Entity::find()
+        .filter(outbox::Column::InvitationId.is_in(invitations.keys().copied()))
+        .all(db)
+        .await?;
+    let mut found: HashMap<Uuid, outbox::Model> = HashMap::new();
+    for email in emails {
+        let Some(membership_id) = email.invitation_id.and_then(|id| invitations.get(&id)) else {
+            continue;
+        };
+        // One email per invitation; should there be more, the newest speaks for it.
+        match found.get(membership_id) {
+            Some(kept) if kept.created_at >= email.created_at => {}
+            _ => {
+                found.insert(*membership_id, email);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(membership_id, email)| (membership_id, delivery(email)))
+        .collect())
+}
+
+fn delivery(email: outbox::Model) -> InvitationDelivery {
+    InvitationDelivery {
+        state: InvitationDelivery::state_of(email.sent_at.is_some(), email.dead_at.is_some()),
+        attempts: u32::try_from(email.attempts).unwrap_or_default(),
+        last_error: email.last_error,
+        last_attempt_at: email.last_attempt_at,
+        sent_at: email.sent_at,
+    }
+}
+
+/// Memberships whose current invitation's email is in `state`: a correlated `EXISTS`
+/// that follows the membership's invitation (`ix_invitations_membership`) to its email
+/// (`ix_outbox_invitation`).
+pub(super) fn delivery_in(state: DeliveryState) -> SelectStatement {
+    let sent = Expr::col((outbox::Entity, outbox::Column::SentAt));
+    let given_up = Expr::col((outbox::Entity, outbox::Column::DeadAt));
+    let in_state = match state {
+        DeliveryState::Sent => Condition::all().add(sent.is_not_null()),
+        DeliveryState::Failed => Condition::all()
+            .add(sent.is_null())
+            .add(given_up.is_not_null()),
+        DeliveryState::Pending => Condition::all().add(sent.is_null()).add(given_up.is_null()),
+    };
+    Query::select()
+        .expr(Expr::val(1))
+        .from(invitation::Entity)
+        .inner_join(
+            outbox::Entity,
+            Expr::col((outbox::Entity, outbox::Column::InvitationId))
+                .equals((invitation::Entity, invitation::Column::Id)),
+        )
+        .and_where(
+            Expr::col((invitation::Entity, invitation::Column::MembershipId))
+                .equals((membership::Entity, membership::Column::Id)),
+        )
+        .cond_where(in_state)
+        .to_owned()
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

@@ -7,6 +7,7 @@ mod authorization;
 mod bootstrap;
 mod credentials;
 mod delete_user;
+mod delivery;
 mod delivery_handover;
 mod delivery_relays;
 mod get_user;

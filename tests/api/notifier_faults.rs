@@ -121,10 +121,41 @@ async fn a_relay_down_past_any_attempt_limit_delivers_every_email_once_it_is_bac
         let message: InvitationEmail = serde_json::from_str(&row.payload).unwrap();
         assert!(message.secret.is_some(), "an unsent email keeps its link");
     }
+    let listed = app
+        .list(&app.admin_token, app.list_request())
+        .await
+        .unwrap();
+    let pending: Vec<_> = listed
+        .users
+        .iter()
+        .filter_map(|user| user.invitation_delivery.as_ref())
+        .collect();
+    assert_eq!(pending.len(), 3);
+    for delivery in pending {
+        assert_eq!(delivery.state(), pb::DeliveryState::Pending);
+        assert_eq!(delivery.attempts, FAILED_ATTEMPTS);
+        assert!(!delivery.last_error.is_empty());
+        assert!(delivery.sent_time.is_none());
+    }
+
     gate.open();
     retry_now(&app);
     app.wait_deliveries(3, Outcome::Sent).await;
     assert_delivered_exactly_once(&app, &recipients).await;
+    let listed = app
+        .list(&app.admin_token, app.list_request())
+        .await
+        .unwrap();
+    for user in listed
+        .users
+        .iter()
+        .filter(|user| user.email != "admin@acme.example")
+    {
+        let delivery = user.invitation_delivery.as_ref().expect("a delivery");
+        assert_eq!(delivery.state(), pb::DeliveryState::Sent, "{user:?}");
+        assert_eq!(delivery.attempts, FAILED_ATTEMPTS + 1);
+        assert!(delivery.last_error.is_empty() && delivery.sent_time.is_some());
+    }
 }
 
 #[tokio::test]

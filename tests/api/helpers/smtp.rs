@@ -277,6 +277,24 @@ impl MailServer {
         self.state.failures_left.store(n, Ordering::SeqCst);
     }
 
+    /// Refuses mail to `mailbox` for good (550 to RCPT TO).
+    pub fn refuse_mailbox(&self, mailbox: &str) {
+        self.state
+            .unknown_mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(mailbox.to_string());
+    }
+
+    /// Takes mail for every mailbox again.
+    pub fn accept_mailboxes(&self) {
+        self.state
+            .unknown_mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// The same server, reached through `url` (a proxy in front of it).
     pub fn reached_at(&self, url: String) -> Self {
         Self {
