@@ -209,6 +209,17 @@ async fn the_emails_of_a_replica_killed_mid_send_are_sent_by_another_within_30_s
     })
     .await;
     let claimed = emails(&app).await;
+    // While it hangs, it keeps renewing its lease: the emails stay its own.
+    let first_lease_end = claimed.iter().map(|row| row.next_attempt_at).max().unwrap();
+    wait_until(
+        Instant::now() + Duration::from_secs(10),
+        "a renewal of the lease",
+        move || async move {
+            let rows = emails(shared).await;
+            rows.iter().all(|row| row.next_attempt_at > first_lease_end)
+        },
+    )
+    .await;
     let killed_at = Instant::now();
     first.kill().await;
 
@@ -231,6 +242,7 @@ async fn the_emails_of_a_replica_killed_mid_send_are_sent_by_another_within_30_s
         assert!(!has_secret(row));
         let first_lease = claimed.iter().find(|c| c.id == row.id).unwrap().lease_id;
         assert!(first_lease.is_some());
+        assert_eq!(row.lease_id, None, "a sent email keeps no lease");
     }
     let mails = app.mail.mails();
     let mut message_ids: Vec<_> = mails.iter().map(|mail| mail.message_id.clone()).collect();
