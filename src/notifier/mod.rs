@@ -282,12 +282,12 @@ impl Notifier {
                     outcome,
                 });
             }
-            // Another replica took the email over when this lease ran out; its outcome
-            // stands, this one changes nothing.
+            // This lease ran out and another replica took the email over, or a resend or a
+            // removal gave it up meanwhile: that stands, and this outcome changes nothing.
             Ok(false) => tracing::warn!(
                 lease_id = %email.lease_id,
                 ?outcome,
-                "the email's lease passed to another sender; this outcome is not recorded"
+                "the email is no longer held under this lease; this outcome is not recorded"
             ),
             // The lease runs out and the email is tried again, with the same Message-ID.
             Err(error) => tracing::error!(%error, "cannot record the outcome of a send"),
