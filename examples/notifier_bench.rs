@@ -51,7 +51,7 @@ use usermgmt::{
     config::{LogFormat, Settings},
     domain::{DisplayName, Email, InvitationEmail, InvitationKind, InvitationSecret, Language},
     grpc::pb::{self, user_management_client::UserManagementClient},
-    notifier::{BATCH, Composer, LEASE, Transport},
+    notifier::{BATCH, Composer, Transport},
     store::{self, Bootstrapped, Store},
 };
 
@@ -516,10 +516,16 @@ fn invite_request(
 /// and closes its connection when it is dropped.
 async fn send(sink: &Sink, pooled: Option<&Transport>, message: Message) -> Result<(), String> {
     match pooled {
-        Some(transport) => transport.send(Uuid::nil(), message).await,
+        Some(transport) => transport
+            .send(Uuid::nil(), message)
+            .await
+            .map_err(|e| e.message),
         None => {
             let transport = Transport::smtp(&sink.url(), 1, SMTP_TIMEOUT, None)?;
-            transport.send(Uuid::nil(), message).await
+            transport
+                .send(Uuid::nil(), message)
+                .await
+                .map_err(|e| e.message)
         }
     }
 }
@@ -716,7 +722,9 @@ async fn db_only(url: &str, emails: usize, at_once: usize) -> Result<()> {
     let started = Instant::now();
     loop {
         let claim_started = Instant::now();
-        let batch = store.claim_emails(SystemClock.now(), LEASE, BATCH).await?;
+        let batch = store
+            .claim_emails(SystemClock.now(), chrono::TimeDelta::seconds(15), BATCH)
+            .await?;
         claims.push(ms(claim_started.elapsed()));
         if batch.is_empty() {
             break;

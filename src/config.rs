@@ -345,7 +345,9 @@ pub struct MailSettings {
     pub smtp_ca_file: Option<PathBuf>,
 }
 
-/// The outbox delivery loop: whether it runs here, how it polls and retries.
+/// The outbox delivery loop: whether it runs here, how it polls, retries and leases. A
+/// failed email is retried for as long as its invitation's link works: there is no
+/// attempt limit.
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Notifier")]
 pub struct NotifierSettings {
@@ -398,17 +400,19 @@ pub struct NotifierSettings {
     )]
     pub retry_max: Duration,
 
-    /// Attempts before an email is marked dead (and logged at error level).
+    /// How long a claimed email is reserved for the replica sending it: renewed while it
+    /// sends, so a replica that dies hands its emails to another within one lease (plus the
+    /// poll interval). From 1s to 10 minutes.
     #[arg(
-        id = "notifier_max_attempts",
-        long = "notifier-max-attempts",
-        value_name = "NOTIFIER_MAX_ATTEMPTS",
+        id = "notifier_lease",
+        long = "notifier-lease",
+        value_name = "NOTIFIER_LEASE",
         global = true,
-        env = "USERMGMT_NOTIFIER_MAX_ATTEMPTS",
-        default_value_t = 12,
-        value_parser = clap::value_parser!(u32).range(1..)
+        env = "USERMGMT_NOTIFIER_LEASE",
+        default_value = "15s",
+        value_parser = duration_between(millis(1000), minutes(10))
     )]
-    pub max_attempts: u32,
+    pub lease: Duration,
 }
 
 /// How `Bearer` JWTs are verified; with no secret, key file or JWKS URL, JWTs are refused.

@@ -13,6 +13,7 @@ mod m20261129_000006_index_outbox_claim;
 mod m20261129_000007_search_trigram_indexes;
 mod m20261130_000008_add_membership_invited_profile;
 mod m20261130_000009_add_audit_actor_credential;
+mod m20261130_000010_add_outbox_lease;
 mod m20261130_000011_add_outbox_trace_context;
 
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000007_search_trigram_indexes::Migration),
             Box::new(m20261130_000008_add_membership_invited_profile::Migration),
             Box::new(m20261130_000009_add_audit_actor_credential::Migration),
+            Box::new(m20261130_000010_add_outbox_lease::Migration),
             Box::new(m20261130_000011_add_outbox_trace_context::Migration),
         ]
     }

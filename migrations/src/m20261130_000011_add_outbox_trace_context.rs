@@ -21,7 +21,7 @@ impl MigrationTrait for Migration {
         manager
             .get_connection()
             .execute_unprepared(
-                "CREATE INDEX ix_outbox_failed ON outbox (dead_at) WHERE dead_at IS NOT NULL",
+                "CREATE INDEX ix_outbox_dead ON outbox (dead_at) WHERE dead_at IS NOT NULL",
             )
             .await?;
         Ok(())
@@ -31,7 +31,7 @@ impl MigrationTrait for Migration {
         manager
             .drop_index(
                 Index::drop()
-                    .name("ix_outbox_failed")
+                    .name("ix_outbox_dead")
                     .table(Outbox::Table)
                     .to_owned(),
             )

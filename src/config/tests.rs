@@ -68,11 +68,7 @@ const SETTINGS: [(&str, &str, &str); 40] = [
         "notifier-retry-max",
         "Notifier",
     ),
-    (
-        "USERMGMT_NOTIFIER_MAX_ATTEMPTS",
-        "notifier-max-attempts",
-        "Notifier",
-    ),
+    ("USERMGMT_NOTIFIER_LEASE", "notifier-lease", "Notifier"),
     ("USERMGMT_JWT_SECRET", "jwt-secret", "Authentication"),
     (
         "USERMGMT_JWT_PUBLIC_KEY_FILE",
@@ -171,7 +167,7 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(notifier.poll_interval, Duration::from_secs(5));
     assert_eq!(notifier.retry_initial, Duration::from_secs(2));
     assert_eq!(notifier.retry_max, Duration::from_secs(600));
-    assert_eq!(notifier.max_attempts, 12);
+    assert_eq!(notifier.lease, Duration::from_secs(15));
     assert!(auth.jwt_secret.is_none());
     assert!(auth.jwt_public_key_file.is_none());
     assert!(auth.jwt_jwks_url.is_none());
@@ -232,7 +228,7 @@ fn every_flag_sets_its_field_of_its_section() {
         "--notifier-poll-interval=7s",
         "--notifier-retry-initial=3s",
         "--notifier-retry-max=1h",
-        "--notifier-max-attempts=4",
+        "--notifier-lease=30s",
         "--jwt-secret=an HS256 secret of at least 32 bytes",
         "--jwt-public-key-file=/etc/jwt.pem",
         "--max-tokens-per-member=10",
@@ -303,7 +299,7 @@ fn every_flag_sets_its_field_of_its_section() {
     assert_eq!(notifier.poll_interval, Duration::from_secs(7));
     assert_eq!(notifier.retry_initial, Duration::from_secs(3));
     assert_eq!(notifier.retry_max, Duration::from_secs(3600));
-    assert_eq!(notifier.max_attempts, 4);
+    assert_eq!(notifier.lease, Duration::from_secs(30));
     let jwt_secret = auth
         .jwt_secret
         .as_ref()
@@ -344,7 +340,7 @@ fn a_zero_or_garbled_ttl_is_refused() {
 }
 
 /// Every duration setting's flag, with the shortest and the longest value it takes.
-const DURATION_BOUNDS: [(&str, &str, &str); 8] = [
+const DURATION_BOUNDS: [(&str, &str, &str); 9] = [
     ("--database-timeout", "100ms", "1m"),
     ("--health-check-interval", "100ms", "1m"),
     ("--health-check-timeout", "100ms", "1m"),
@@ -353,6 +349,7 @@ const DURATION_BOUNDS: [(&str, &str, &str); 8] = [
     ("--notifier-poll-interval", "10ms", "1h"),
     ("--notifier-retry-initial", "100ms", "1h"),
     ("--notifier-retry-max", "100ms", "1day"),
+    ("--notifier-lease", "1s", "10m"),
 ];
 
 fn parse_one(flag: &str, value: &str) -> Result<Cli, clap::Error> {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{CloudAccess, DisplayName, Language, MemberStatus, Role};
+use super::{CloudAccess, DisplayName, InvitationDelivery, Language, MemberStatus, Role};
 
 /// A user's membership of one account, read at one moment.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +22,9 @@ pub struct Member {
     /// Set while the invitation is pending or expired; `None` once accepted.
     pub invitation_expires_at: Option<DateTime<Utc>>,
     pub accepted_at: Option<DateTime<Utc>>,
+    /// The email of the pending invitation; `None` once accepted, or when no email was
+    /// queued for it.
+    pub invitation_delivery: Option<InvitationDelivery>,
 }
 
 /// What an account sees of the person behind a member.

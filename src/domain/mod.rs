@@ -5,6 +5,7 @@
 pub mod administrators;
 mod audit;
 mod cloud_access;
+pub mod delivery;
 pub mod edit;
 mod email;
 pub mod invitation;
@@ -21,6 +22,7 @@ pub mod token;
 
 pub use audit::{Acting, Actor, AuditAction, AuditEvent, FieldChange};
 pub use cloud_access::{CloudAccess, ProjectCloudRole, ProjectRole};
+pub use delivery::{DeliveryState, InvitationDelivery};
 pub use email::Email;
 pub use invitation::{InvitationEmail, InvitationKind};
 pub use language::Language;
@@ -57,6 +59,7 @@ pub(crate) mod test_support {
             invited_at: now,
             invitation_expires_at: None,
             accepted_at: Some(now),
+            invitation_delivery: None,
         }
     }
 }

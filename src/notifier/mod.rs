@@ -1,18 +1,25 @@
 //! The notifier: delivers the email outbox. It wakes at once when this process commits an
-//! email and polls for emails other replicas committed; a failed send is retried with
-//! exponential backoff and jitter, and after the last attempt the email is marked dead and
-//! logged at error level — never dropped silently.
+//! email and polls for emails other replicas committed. A transient failure (no connection,
+//! a timeout, a 4xx reply) is retried with capped exponential backoff and jitter for as
+//! long as the email's link works; a permanent refusal (5xx) fails the email at once, and
+//! so does a link that stopped working (accepted, expired, replaced by a resend, membership
+//! removed) — it is never sent. Failed emails are kept, with the reason, never dropped.
+//!
+//! A claim leases its batch for a short time and renews the lease while the batch is sent,
+//! so a replica that dies hands its emails over within one lease; an outcome is recorded
+//! only while the lease is still this replica's.
 
 mod relay;
 mod render;
 mod transport;
 
+pub use relay::SendError;
 pub use render::Templates;
 pub use transport::Transport;
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use futures_util::StreamExt;
 use lettre::{
     Message,
@@ -30,8 +37,6 @@ use crate::domain::InvitationEmail;
 use crate::metrics::Metrics;
 use crate::store::{self, OutboxEmail, Store};
 
-/// How long a claimed email is reserved for its sender before another replica may retry it.
-pub const LEASE: TimeDelta = TimeDelta::minutes(2);
 /// How many emails one claim takes.
 pub const BATCH: u64 = 64;
 
@@ -46,6 +51,7 @@ pub struct Delivery {
 pub enum Outcome {
     Sent,
     WillRetry,
+    /// Failed for good: refused permanently, or its link no longer works.
     Dead,
 }
 
@@ -53,7 +59,6 @@ pub enum Outcome {
 pub struct RetryPolicy {
     pub initial: Duration,
     pub max: Duration,
-    pub max_attempts: u32,
 }
 
 impl RetryPolicy {
@@ -66,6 +71,24 @@ impl RetryPolicy {
         let capped = doubled.min(self.max);
         capped.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
+
+    /// When to try again after `attempts` failures at `now`: after the delay, but no later
+    /// than when the link expires, so that an expired email is given up on time.
+    pub fn retry_at(
+        &self,
+        attempts: u32,
+        now: DateTime<Utc>,
+        link_expires_at: Option<DateTime<Utc>>,
+    ) -> DateTime<Utc> {
+        let delay = TimeDelta::from_std(self.delay(attempts.max(1))).unwrap_or(TimeDelta::MAX);
+        let after_delay = now
+            .checked_add_signed(delay)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        match link_expires_at {
+            Some(expires_at) => after_delay.min(expires_at.max(now)),
+            None => after_delay,
+        }
+    }
 }
 
 pub struct Notifier {
@@ -74,6 +97,7 @@ pub struct Notifier {
     transport: Transport,
     composer: Composer,
     retry: RetryPolicy,
+    lease: Duration,
     poll_interval: Duration,
     concurrency: usize,
     wake: Arc<Notify>,
@@ -112,8 +136,8 @@ impl Notifier {
             retry: RetryPolicy {
                 initial: notifier.retry_initial,
                 max: notifier.retry_max,
-                max_attempts: notifier.max_attempts,
             },
+            lease: notifier.lease,
             poll_interval: notifier.poll_interval,
             concurrency: mail.smtp_pool_size as usize,
             wake,
@@ -139,21 +163,45 @@ impl Notifier {
         tracing::info!("notifier stopped");
     }
 
+    fn lease_delta(&self) -> TimeDelta {
+        TimeDelta::from_std(self.lease).unwrap_or(TimeDelta::MAX)
+    }
+
     /// Sends every due email, batch by batch.
     async fn drain(&self, stop: &watch::Receiver<bool>) -> Result<(), store::Error> {
         while !*stop.borrow() {
             let batch = self
                 .store
-                .claim_emails(self.clock.now(), LEASE, BATCH)
+                .claim_emails(self.clock.now(), self.lease_delta(), BATCH)
                 .await?;
-            if batch.is_empty() {
+            let Some(lease_id) = batch.first().map(|email| email.lease_id) else {
                 break;
-            }
-            futures_util::stream::iter(batch)
-                .for_each_concurrent(self.concurrency, |email| self.deliver(email))
-                .await;
+            };
+            let sends = futures_util::stream::iter(batch)
+                .for_each_concurrent(self.concurrency, |email| self.deliver(email));
+            self.holding_lease(lease_id, sends).await;
         }
         Ok(())
+    }
+
+    /// Runs `work`, renewing the lease every third of its length until it is done.
+    async fn holding_lease(&self, lease_id: Uuid, work: impl Future<Output = ()>) {
+        let mut work = std::pin::pin!(work);
+        let every = (self.lease / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                () = &mut work => return,
+                () = tokio::time::sleep(every) => {
+                    let renewed = self
+                        .store
+                        .renew_lease(lease_id, self.clock.now(), self.lease_delta())
+                        .await;
+                    if let Err(error) = renewed {
+                        tracing::warn!(%error, "cannot renew the lease of the emails being sent");
+                    }
+                }
+            }
+        }
     }
 
     /// Until the next waiting email falls due, at most the poll interval.
@@ -175,12 +223,16 @@ impl Notifier {
     }
 
     async fn send(&self, email: OutboxEmail) {
+        // A link that stopped working is never sent.
+        if self.given_up_for_its_link(&email).await {
+            return;
+        }
         let outcome = match &email.message {
             Ok(message) => match self.composer.compose(email.id, message) {
                 Ok(message) => self.transport.send(email.id, message).await,
-                Err(error) => Err(error),
+                Err(error) => Err(SendError::permanent(error)),
             },
-            Err(error) => Err(error.clone()),
+            Err(error) => Err(SendError::permanent(error.clone())),
         };
         match &outcome {
             Ok(()) => self.metrics.email_sent(),
@@ -192,30 +244,70 @@ impl Notifier {
                 tracing::info!("email sent");
                 (self.store.mark_sent(&email, now).await, Outcome::Sent)
             }
-            Err(error) if email.attempts >= self.retry.max_attempts => {
-                tracing::error!(%error, "email is dead: no attempt left");
-                let recorded = self.store.mark_failed(&email, &error, None, now).await;
+            Err(error) if error.permanent => {
+                tracing::warn!(%error, "email refused for good; not retried");
+                let recorded = self.store.mark_failed(&email, &error.message, now).await;
                 (recorded, Outcome::Dead)
             }
             Err(error) => {
-                let delay = self.retry.delay(email.attempts.max(1));
-                let retry_at = now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX);
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "email not sent; will retry");
+                if self.given_up_for_its_link(&email).await {
+                    return;
+                }
+                let expires_at = email.message.as_ref().ok().map(|m| m.expires_at);
+                let retry_at = self.retry.retry_at(email.attempts, now, expires_at);
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = (retry_at - now).num_milliseconds(),
+                    "email not sent; will retry"
+                );
                 let recorded = self
                     .store
-                    .mark_failed(&email, &error, Some(retry_at), now)
+                    .mark_retry(&email, &error.message, retry_at)
                     .await;
                 (recorded, Outcome::WillRetry)
             }
         };
+        self.record(&email, recorded, outcome);
+    }
+
+    /// Whether the email's link no longer works; if so it is marked failed with the reason.
+    async fn given_up_for_its_link(&self, email: &OutboxEmail) -> bool {
+        let now = self.clock.now();
+        match self.store.link_gone(email, now).await {
+            Ok(None) => false,
+            Ok(Some(gone)) => {
+                tracing::info!(
+                    reason = gone.reason(),
+                    "email not sent: its link no longer works"
+                );
+                let recorded = self.store.mark_failed(email, gone.reason(), now).await;
+                self.record(email, recorded, Outcome::Dead);
+                true
+            }
+            // The send goes ahead: the link was live when the email was claimed.
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the email's link");
+                false
+            }
+        }
+    }
+
+    fn record(&self, email: &OutboxEmail, recorded: Result<bool, store::Error>, outcome: Outcome) {
         match recorded {
-            Ok(()) => {
+            Ok(true) => {
                 // Nobody listening is fine.
                 let _ = self.deliveries.send(Delivery {
                     email_id: email.id,
                     outcome,
                 });
             }
+            // This lease ran out and another replica took the email over, or a resend or a
+            // removal gave it up meanwhile: that stands, and this outcome changes nothing.
+            Ok(false) => tracing::warn!(
+                lease_id = %email.lease_id,
+                ?outcome,
+                "the email is no longer held under this lease; this outcome is not recorded"
+            ),
             // The lease runs out and the email is tried again, with the same Message-ID.
             Err(error) => tracing::error!(%error, "cannot record the outcome of a send"),
         }
@@ -289,7 +381,6 @@ mod tests {
         let policy = RetryPolicy {
             initial: Duration::from_secs(2),
             max: Duration::from_secs(60),
-            max_attempts: 10,
         };
         for _ in 0..100 {
             let first = policy.delay(1);
@@ -299,5 +390,24 @@ mod tests {
             let late = policy.delay(30);
             assert!(late >= Duration::from_secs(30) && late <= Duration::from_secs(60));
         }
+    }
+
+    #[test]
+    fn a_retry_is_due_no_later_than_the_link_expires() {
+        let policy = RetryPolicy {
+            initial: Duration::from_secs(60),
+            max: Duration::from_secs(600),
+        };
+        let now: DateTime<Utc> = "2026-11-30T12:00:00Z".parse().unwrap();
+        let soon = now + TimeDelta::seconds(10);
+        assert_eq!(policy.retry_at(5, now, Some(soon)), soon);
+        let later = policy.retry_at(1, now, Some(now + TimeDelta::hours(1)));
+        assert!(later >= now + TimeDelta::seconds(30) && later <= now + TimeDelta::seconds(60));
+        assert_eq!(
+            policy.retry_at(1, now, Some(now - TimeDelta::seconds(1))),
+            now
+        );
+        let unbounded = policy.retry_at(u32::MAX, now, None);
+        assert!(unbounded <= now + TimeDelta::seconds(600));
     }
 }

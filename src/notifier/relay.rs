@@ -237,12 +237,16 @@ impl RelayPool {
     }
 
     /// Hands the message to the relay. A connection that failed or timed out is closed,
-    /// never put back in the pool.
-    pub async fn send(&self, message: &Message) -> Result<(), String> {
-        let mut connection = self.pool.get().await.map_err(|e| match e {
-            managed::PoolError::Backend(error) => error,
-            managed::PoolError::Timeout(_) => "connecting to the mail server timed out".into(),
-            other => other.to_string(),
+    /// never put back in the pool. Only the relay's permanent (5xx) reply to the mail
+    /// transaction itself refuses the email for good: failing to connect, greet or sign in
+    /// says nothing about this email, and is tried again.
+    pub async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let mut connection = self.pool.get().await.map_err(|e| {
+            SendError::transient(match e {
+                managed::PoolError::Backend(error) => error,
+                managed::PoolError::Timeout(_) => "connecting to the mail server timed out".into(),
+                other => other.to_string(),
+            })
         })?;
         let sent = tokio::time::timeout(
             self.timeout,
@@ -253,13 +257,60 @@ impl RelayPool {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => {
                 drop(Object::take(connection));
-                Err(error.to_string())
+                Err(SendError::from(error))
             }
             Err(_) => {
                 drop(Object::take(connection));
-                Err("the mail server did not answer in time".into())
+                Err(SendError::transient(
+                    "the mail server did not answer in time".into(),
+                ))
             }
         }
+    }
+}
+
+/// Why an email was not handed over, and whether trying again could help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendError {
+    /// The mail server's reply or what went wrong; never a secret.
+    pub message: String,
+    /// The mail server refused the email for good (a 5xx reply), or it cannot be built.
+    pub permanent: bool,
+}
+
+impl SendError {
+    pub fn transient(message: String) -> Self {
+        Self {
+            message,
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(message: String) -> Self {
+        Self {
+            message,
+            permanent: true,
+        }
+    }
+}
+
+impl From<lettre::transport::smtp::Error> for SendError {
+    /// A 5xx reply is permanent, except 53x: those refuse this service's login (530, 535,
+    /// 538), not the email, and the email is sent once the credentials are fixed.
+    fn from(error: lettre::transport::smtp::Error) -> Self {
+        let refuses_login = error
+            .status()
+            .is_some_and(|code| code.to_string().starts_with("53"));
+        Self {
+            permanent: error.is_permanent() && !refuses_login,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

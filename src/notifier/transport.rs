@@ -15,7 +15,7 @@ use lettre::{
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use super::relay::{Relay, RelayPool, tls_parameters};
+use super::relay::{Relay, RelayPool, SendError, tls_parameters};
 
 pub enum Transport {
     /// An `smtp://` relay, on connections opened with `TCP_NODELAY`.
@@ -70,22 +70,20 @@ impl Transport {
     }
 
     /// Hands the email to the mail server, or writes it (atomically) as `<id>.eml`.
-    pub async fn send(&self, id: Uuid, message: Message) -> Result<(), String> {
+    pub async fn send(&self, id: Uuid, message: Message) -> Result<(), SendError> {
         match self {
             Transport::Smtp(relay) => relay.send(&message).await,
-            Transport::Smtps(smtp) => smtp
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Transport::Smtps(smtp) => smtp.send(message).await.map(drop).map_err(SendError::from),
             Transport::Files(dir) => {
                 let partial = dir.join(format!(".{id}.eml.partial"));
                 write_private(&partial, &message.formatted())
                     .await
-                    .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+                    .map_err(|e| {
+                        SendError::transient(format!("cannot write {}: {e}", partial.display()))
+                    })?;
                 tokio::fs::rename(&partial, dir.join(format!("{id}.eml")))
                     .await
-                    .map_err(|e| format!("cannot write {id}.eml: {e}"))
+                    .map_err(|e| SendError::transient(format!("cannot write {id}.eml: {e}")))
             }
         }
     }

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::{Caller, Error, UserService, caller, page_token};
-use crate::domain::{Member, MemberStatus, Role};
+use crate::domain::{DeliveryState, Member, MemberStatus, Role};
 use crate::store::MemberFilter;
 
 /// A validated ListUsers request.
@@ -16,6 +16,8 @@ pub struct ListQuery {
     pub status: Option<MemberStatus>,
     pub two_factor_enabled: Option<bool>,
     pub role: Option<Role>,
+    /// Pending members whose invitation email is in this state.
+    pub delivery_state: Option<DeliveryState>,
 }
 
 #[derive(Debug)]
@@ -37,21 +39,24 @@ impl ListQuery {
             role: self.role,
             search: (!search.is_empty())
                 .then(|| (search.to_lowercase(), Uuid::try_parse(search).ok())),
+            delivery_state: self.delivery_state,
         }
     }
 
     /// The query's filters, which its page tokens are tied to.
     fn pages(&self) -> page_token::Query {
-        page_token::Query::new(
-            "users",
-            &(
-                self.account_id,
-                self.search.trim(),
-                self.status,
-                self.two_factor_enabled,
-                self.role.map(Role::id),
-            ),
-        )
+        let filters = (
+            self.account_id,
+            self.search.trim(),
+            self.status,
+            self.two_factor_enabled,
+            self.role.map(Role::id),
+        );
+        // Without a delivery filter, the tokens read as they did before it existed.
+        match self.delivery_state {
+            None => page_token::Query::new("users", &filters),
+            Some(state) => page_token::Query::new("users", &(filters, state)),
+        }
     }
 }
 
@@ -95,6 +100,7 @@ mod tests {
             status: None,
             two_factor_enabled: None,
             role: None,
+            delivery_state: None,
         }
     }
 
@@ -103,12 +109,13 @@ mod tests {
         let first = query();
         let token = first.pages().encode(Uuid::now_v7());
         assert!(first.pages().decode(&token).is_ok());
-        let mut others = vec![query(), query(), query(), query(), query()];
+        let mut others = vec![query(), query(), query(), query(), query(), query()];
         others[0].search = "bob".into();
         others[1].status = Some(MemberStatus::Active);
         others[2].two_factor_enabled = Some(true);
         others[3].role = Some(Role::Users);
         others[4].account_id = Uuid::now_v7();
+        others[5].delivery_state = Some(DeliveryState::Failed);
         for other in others {
             assert!(other.pages().decode(&token).is_err(), "{other:?}");
         }

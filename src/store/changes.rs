@@ -123,7 +123,13 @@ impl Store {
             .into_iter()
             .map(|invitation| invitation.id)
             .collect();
-        outbox::retire_for_invitations(&tx, &invitation_ids, actor.now).await?;
+        outbox::retire_for_invitations(
+            &tx,
+            &invitation_ids,
+            crate::domain::delivery::LinkGone::Removed,
+            actor.now,
+        )
+        .await?;
         invitation::Entity::delete_many()
             .filter(invitation::Column::MembershipId.eq(membership.id))
             .exec(&tx)

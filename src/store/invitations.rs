@@ -71,9 +71,9 @@ impl Store {
                 return Err(Error::RequestIdReused);
             }
             let (membership, user) = members::get(&tx, first.account_id, first.user_id).await?;
-            return Ok(Invited::Repeated(rows::member(
-                membership, user, actor.now,
-            )?));
+            return Ok(Invited::Repeated(
+                members::read(&tx, membership, user, actor.now).await?,
+            ));
         }
         let existing = members::find_user_by_email(&tx, new.email).await?;
         let facts = match &existing {
@@ -108,7 +108,7 @@ impl Store {
         .insert(&tx)
         .await?;
         let user_id = user.id;
-        let member = rows::member(membership.clone(), user, actor.now)?;
+        let mut member = rows::member(membership.clone(), user, actor.now)?;
         let invitation_id = insert_invitation(
             &tx,
             membership.id,
@@ -118,7 +118,7 @@ impl Store {
             actor.now,
         )
         .await?;
-        outbox::enqueue_invitation(
+        let delivery = outbox::enqueue_invitation(
             &tx,
             actor.user_id,
             &Invitation {
@@ -131,6 +131,7 @@ impl Store {
             },
         )
         .await?;
+        member.invitation_delivery = Some(delivery);
         Event::new(actor, new.account_id, AuditAction::UserInvited)
             .user(user_id)
             .record(&tx)
@@ -193,7 +194,13 @@ impl Store {
             .filter(invitation::Column::MembershipId.eq(membership.id))
             .exec(&tx)
             .await?;
-        outbox::retire_for_invitations(&tx, &previous_ids, now).await?;
+        outbox::retire_for_invitations(
+            &tx,
+            &previous_ids,
+            crate::domain::delivery::LinkGone::Superseded,
+            now,
+        )
+        .await?;
         let invitation_id =
             insert_invitation(&tx, membership.id, kind, secret, expires_at, now).await?;
         let mut renewed = membership.into_active_model();
@@ -201,8 +208,8 @@ impl Store {
         renewed.invitation_expires_at = Set(Some(expires_at));
         renewed.invited_by = Set(Some(actor.user_id));
         let membership = renewed.update(&tx).await?;
-        let member = rows::member(membership, user, now)?;
-        outbox::enqueue_invitation(
+        let mut member = rows::member(membership, user, now)?;
+        let delivery = outbox::enqueue_invitation(
             &tx,
             actor.user_id,
             &Invitation {
@@ -215,6 +222,7 @@ impl Store {
             },
         )
         .await?;
+        member.invitation_delivery = Some(delivery);
         Event::new(actor, account_id, AuditAction::InvitationResent)
             .user(user_id)
             .record(&tx)

@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use super::entity::{membership, user};
 use super::rows::{self, ACTIVE, INVITED};
-use super::{Error, Keyed, Store, tokens};
-use crate::domain::{Acting, Actor, Email, Member, MemberStatus, Role, token::effective_role};
+use super::{Error, Keyed, Store, outbox, tokens};
+use crate::domain::{
+    Acting, Actor, DeliveryState, Email, Member, MemberStatus, Role, token::effective_role,
+};
 
 pub(super) async fn find_user_by_email(
     db: &impl ConnectionTrait,
@@ -98,6 +100,25 @@ pub(super) async fn find(
     Ok(found.and_then(|(membership, user)| Some((membership, user?))))
 }
 
+/// The member as their account sees them, with the delivery of their pending invitation's
+/// email.
+pub(super) async fn read(
+    db: &impl ConnectionTrait,
+    membership: membership::Model,
+    user: user::Model,
+    now: DateTime<Utc>,
+) -> Result<Member, Error> {
+    let pending = membership.status == INVITED;
+    let membership_id = membership.id;
+    let mut member = rows::member(membership, user, now)?;
+    if pending {
+        member.invitation_delivery = outbox::deliveries(db, &[membership_id])
+            .await?
+            .remove(&membership_id);
+    }
+    Ok(member)
+}
+
 /// As [`find`], or [`Error::MemberNotFound`].
 pub(super) async fn get(
     db: &impl ConnectionTrait,
@@ -145,6 +166,8 @@ pub struct MemberFilter {
     pub role: Option<Role>,
     /// Lower-cased text to find in the email or the name, and the user id it may also be.
     pub search: Option<(String, Option<Uuid>)>,
+    /// Pending members whose invitation email is in this state.
+    pub delivery_state: Option<DeliveryState>,
 }
 
 impl MemberFilter {
@@ -190,6 +213,11 @@ fn filtered(
     }
     if let Some(role) = filter.role {
         query = query.filter(membership::Column::Role.eq(role.id()));
+    }
+    if let Some(state) = filter.delivery_state {
+        query = query
+            .filter(membership::Column::Status.eq(INVITED))
+            .filter(Expr::exists(outbox::delivery_in(state)));
     }
     if let Some((text, maybe_id)) = &filter.search {
         let search = Search::new(text, *maybe_id);
@@ -280,7 +308,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Member, Error> {
         let (membership, user) = get(&self.reader, account_id, user_id).await?;
-        rows::member(membership, user, now)
+        read(&self.reader, membership, user, now).await
     }
 
     /// The actor's effective role in the account, read now; a write reads it again under
@@ -326,12 +354,20 @@ impl Store {
             .select_also(user::Entity)
             .all(&self.reader)
             .await?;
+        let pending: Vec<Uuid> = found
+            .iter()
+            .filter(|(membership, _)| membership.status == INVITED)
+            .map(|(membership, _)| membership.id)
+            .collect();
+        let mut deliveries = outbox::deliveries(&self.reader, &pending).await?;
         found
             .into_iter()
             .filter_map(|(membership, user)| Some((membership, user?)))
             .map(|(membership, user)| {
                 let key = membership.id;
-                rows::member(membership, user, now).map(|item| Keyed { key, item })
+                let mut item = rows::member(membership, user, now)?;
+                item.invitation_delivery = deliveries.remove(&key);
+                Ok(Keyed { key, item })
             })
             .collect()
     }

@@ -1,23 +1,37 @@
 //! The email outbox: rows committed with the change that caused them, delivered by the
-//! notifier. Claiming leases a row (pushes its next attempt forward) so that replicas
-//! sharing one database never hand the same email to the mail server together; a replica
-//! that dies mid-send leaves the lease to run out, and another sends the email again with
-//! the same Message-ID.
+//! notifier. Claiming leases a row (pushes its next attempt forward and stamps it with the
+//! claim's lease id) so that replicas sharing one database never hand the same email to the
+//! mail server together. The claimer renews its lease while it sends; a replica that dies
+//! mid-send leaves the lease to run out within seconds, and another sends the email again
+//! with the same Message-ID. Only the holder of a row's current lease can mark it sent or
+//! failed: a late worker whose lease ran out changes nothing. Nothing is deleted.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, Statement, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
+    QuerySelect, Statement,
+    sea_query::{Expr, ExprTrait, Query, SelectStatement},
 };
 use uuid::Uuid;
 
-use super::entity::{account, outbox, user};
+use super::entity::{account, invitation, membership, outbox, user};
 use super::{Error, Store, rows};
-use crate::domain::{InvitationEmail, InvitationKind, InvitationSecret, Member};
+use crate::domain::{
+    DeliveryState, InvitationDelivery, InvitationEmail, InvitationKind, InvitationSecret, Member,
+    delivery::{LinkFacts, LinkGone, check_link},
+};
 
 /// An email the notifier has claimed.
 pub struct OutboxEmail {
     pub id: Uuid,
+    /// The lease of the claim that handed it out.
+    pub lease_id: Uuid,
+    /// The invitation whose link it carries.
+    pub invitation_id: Option<Uuid>,
     /// Attempts so far, this one included.
     pub attempts: u32,
     /// The message, or why its stored form cannot be read.
@@ -31,6 +45,7 @@ impl std::fmt::Debug for OutboxEmail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OutboxEmail")
             .field("id", &self.id)
+            .field("lease_id", &self.lease_id)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
@@ -40,6 +55,8 @@ impl From<outbox::Model> for OutboxEmail {
     fn from(row: outbox::Model) -> Self {
         Self {
             id: row.id,
+            lease_id: row.lease_id.unwrap_or_default(),
+            invitation_id: row.invitation_id,
             attempts: u32::try_from(row.attempts).unwrap_or_default(),
             message: serde_json::from_str(&row.payload)
                 .map_err(|e| format!("unreadable outbox payload: {e}")),
@@ -61,12 +78,12 @@ pub(super) struct Invitation<'a> {
 /// Queues the invitation email in the inviting transaction, with the account's and the
 /// inviter's names as they are now. The email goes to the person, not to the account: a
 /// user who already signs in is addressed by their own name in their own language; a new
-/// user as the invitation names them.
+/// user as the invitation names them. Returns the delivery of the queued email.
 pub(super) async fn enqueue_invitation(
     db: &impl ConnectionTrait,
     inviter_id: Uuid,
     invitation: &Invitation<'_>,
-) -> Result<(), Error> {
+) -> Result<InvitationDelivery, Error> {
     let account_name = account::Entity::find_by_id(invitation.invitee.account_id)
         .one(db)
         .await?
@@ -108,11 +125,13 @@ pub(super) async fn enqueue_invitation(
         created_at: Set(invitation.now),
         sent_at: Set(None),
         dead_at: Set(None),
+        lease_id: Set(None),
+        last_attempt_at: Set(None),
         trace_context: Set(crate::telemetry::trace_context()),
     }
     .insert(db)
     .await?;
-    Ok(())
+    Ok(InvitationDelivery::queued())
 }
 
 fn to_payload(message: &InvitationEmail) -> Result<String, DbErr> {
@@ -130,19 +149,21 @@ fn without_secret(email: &OutboxEmail) -> String {
 }
 
 const CLAIM_POSTGRES: &str = r#"
-UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1
+UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, lease_id = $2,
+    last_attempt_at = $3
 WHERE id IN (
     SELECT id FROM outbox
-    WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $2
+    WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $4
     ORDER BY next_attempt_at, id
-    LIMIT $3
+    LIMIT $5
     FOR UPDATE SKIP LOCKED
 )
 RETURNING *"#;
 
 // SQLite runs one writer at a time, so the plain UPDATE already claims exclusively.
 const CLAIM_SQLITE: &str = r#"
-UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?
+UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, lease_id = ?,
+    last_attempt_at = ?
 WHERE id IN (
     SELECT id FROM outbox
     WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ?
@@ -151,7 +172,7 @@ WHERE id IN (
 )
 RETURNING *"#;
 
-/// The statement [`claim_due`] runs, for `EXPLAIN`.
+/// The statement [`Store::claim_emails`] runs, for `EXPLAIN`: it claims under a new lease.
 pub fn claim_statement(
     backend: DatabaseBackend,
     now: DateTime<Utc>,
@@ -165,12 +186,28 @@ pub fn claim_statement(
     Statement::from_sql_and_values(
         backend,
         sql,
-        [(now + lease).into(), now.into(), (limit as i64).into()],
+        [
+            (now + lease).into(),
+            Uuid::now_v7().into(),
+            now.into(),
+            now.into(),
+            (limit as i64).into(),
+        ],
     )
 }
 
+/// The rows of one email that its current lease holder may still mark.
+fn held(email: &OutboxEmail) -> Condition {
+    Condition::all()
+        .add(outbox::Column::Id.eq(email.id))
+        .add(outbox::Column::LeaseId.eq(email.lease_id))
+        .add(outbox::Column::SentAt.is_null())
+        .add(outbox::Column::DeadAt.is_null())
+}
+
 impl Store {
-    /// Claims up to `limit` due emails for `lease`, counting the attempt.
+    /// Claims up to `limit` due emails under one new lease that runs for `lease`, counting
+    /// the attempt.
     #[tracing::instrument(skip_all, err(level = "info"))]
     pub async fn claim_emails(
         &self,
@@ -186,44 +223,102 @@ impl Store {
         Ok(claimed.into_iter().map(OutboxEmail::from).collect())
     }
 
-    /// Marks the email sent and erases the link's secret from it.
-    pub async fn mark_sent(&self, email: &OutboxEmail, now: DateTime<Utc>) -> Result<(), Error> {
-        outbox::Entity::update_many()
-            .filter(outbox::Column::Id.eq(email.id))
+    /// Extends the lease to `now + lease` on the emails it still holds; how many those are.
+    #[tracing::instrument(skip_all, fields(%lease_id), err(level = "info"))]
+    pub async fn renew_lease(
+        &self,
+        lease_id: Uuid,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> Result<u64, Error> {
+        let renewed = outbox::Entity::update_many()
+            .filter(outbox::Column::LeaseId.eq(lease_id))
+            .filter(outbox::Column::SentAt.is_null())
+            .filter(outbox::Column::DeadAt.is_null())
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(now + lease))
+            .exec(&self.db)
+            .await?;
+        Ok(renewed.rows_affected)
+    }
+
+    /// Why the email's link no longer works, if it does not: it must not be sent then.
+    pub async fn link_gone(
+        &self,
+        email: &OutboxEmail,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LinkGone>, Error> {
+        let Some(invitation_id) = email.invitation_id else {
+            return Ok(None);
+        };
+        let facts = invitation::Entity::find_by_id(invitation_id)
+            .one(&self.db)
+            .await?
+            .map(|invitation| LinkFacts {
+                consumed: invitation.consumed_at.is_some(),
+                expires_at: invitation.expires_at,
+            });
+        Ok(check_link(facts, now).err())
+    }
+
+    /// Marks the email sent and erases the link's secret from it. `false` when the lease is
+    /// no longer the email's: nothing changed.
+    pub async fn mark_sent(&self, email: &OutboxEmail, now: DateTime<Utc>) -> Result<bool, Error> {
+        let marked = outbox::Entity::update_many()
+            .filter(held(email))
             .col_expr(outbox::Column::SentAt, Expr::value(now))
             .col_expr(outbox::Column::Payload, Expr::value(without_secret(email)))
             .col_expr(
                 outbox::Column::LastError,
                 Expr::value(Option::<String>::None),
             )
+            .col_expr(outbox::Column::LeaseId, Expr::value(Option::<Uuid>::None))
             .exec(&self.db)
             .await?;
-        Ok(())
+        Ok(marked.rows_affected == 1)
     }
 
-    /// Records a failed attempt: retried at `retry_at`, or dead when `retry_at` is `None`
-    /// (and its secret erased, since it will never be sent).
-    pub async fn mark_failed(
+    /// Records a failed attempt, to be retried at `retry_at`, and releases the lease.
+    /// `false` when the lease is no longer the email's: nothing changed.
+    pub async fn mark_retry(
         &self,
         email: &OutboxEmail,
         error: &str,
-        retry_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let mut update = outbox::Entity::update_many()
-            .filter(outbox::Column::Id.eq(email.id))
+        retry_at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let marked = outbox::Entity::update_many()
+            .filter(held(email))
             .col_expr(
                 outbox::Column::LastError,
                 Expr::value(truncate(error, 1000)),
-            );
-        update = match retry_at {
-            Some(at) => update.col_expr(outbox::Column::NextAttemptAt, Expr::value(at)),
-            None => update
-                .col_expr(outbox::Column::DeadAt, Expr::value(now))
-                .col_expr(outbox::Column::Payload, Expr::value(without_secret(email))),
-        };
-        update.exec(&self.db).await?;
-        Ok(())
+            )
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(retry_at))
+            .col_expr(outbox::Column::LeaseId, Expr::value(Option::<Uuid>::None))
+            .exec(&self.db)
+            .await?;
+        Ok(marked.rows_affected == 1)
+    }
+
+    /// Gives the email up for `reason` (the mail server's refusal, or why its link stopped
+    /// working) and erases its secret, since it will never be sent. `false` when the lease
+    /// is no longer the email's: nothing changed.
+    pub async fn mark_failed(
+        &self,
+        email: &OutboxEmail,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let marked = outbox::Entity::update_many()
+            .filter(held(email))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(truncate(reason, 1000)),
+            )
+            .col_expr(outbox::Column::DeadAt, Expr::value(now))
+            .col_expr(outbox::Column::Payload, Expr::value(without_secret(email)))
+            .col_expr(outbox::Column::LeaseId, Expr::value(Option::<Uuid>::None))
+            .exec(&self.db)
+            .await?;
+        Ok(marked.rows_affected == 1)
     }
 
     /// When the earliest waiting email falls due, if any waits.
@@ -240,10 +335,12 @@ impl Store {
     }
 }
 
-/// Retires the unsent emails of invitations a resend replaced: their links no longer work.
+/// Gives up the unsent emails of invitations whose links stopped working in the same
+/// transaction: replaced by a resend, or removed with their membership.
 pub(super) async fn retire_for_invitations(
     db: &impl ConnectionTrait,
     invitation_ids: &[Uuid],
+    why: LinkGone,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     if invitation_ids.is_empty() {
@@ -255,13 +352,92 @@ pub(super) async fn retire_for_invitations(
         .filter(outbox::Column::DeadAt.is_null())
         .col_expr(outbox::Column::DeadAt, Expr::value(now))
         .col_expr(outbox::Column::Payload, Expr::value("{}"))
-        .col_expr(
-            outbox::Column::LastError,
-            Expr::value("superseded by a resent invitation"),
-        )
+        .col_expr(outbox::Column::LastError, Expr::value(why.reason()))
+        .col_expr(outbox::Column::LeaseId, Expr::value(Option::<Uuid>::None))
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The delivery of each membership's current invitation email, by membership id: two
+/// indexed lookups (the invitations of the memberships, then their emails).
+pub(super) async fn deliveries(
+    db: &impl ConnectionTrait,
+    membership_ids: &[Uuid],
+) -> Result<HashMap<Uuid, InvitationDelivery>, DbErr> {
+    if membership_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let invitations: HashMap<Uuid, Uuid> = invitation::Entity::find()
+        .filter(invitation::Column::MembershipId.is_in(membership_ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|invitation| (invitation.id, invitation.membership_id))
+        .collect();
+    if invitations.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let emails = outbox::Entity::find()
+        .filter(outbox::Column::InvitationId.is_in(invitations.keys().copied()))
+        .all(db)
+        .await?;
+    let mut found: HashMap<Uuid, outbox::Model> = HashMap::new();
+    for email in emails {
+        let Some(membership_id) = email.invitation_id.and_then(|id| invitations.get(&id)) else {
+            continue;
+        };
+        // One email per invitation; should there be more, the newest speaks for it.
+        match found.get(membership_id) {
+            Some(kept) if kept.created_at >= email.created_at => {}
+            _ => {
+                found.insert(*membership_id, email);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(membership_id, email)| (membership_id, delivery(email)))
+        .collect())
+}
+
+fn delivery(email: outbox::Model) -> InvitationDelivery {
+    InvitationDelivery {
+        state: InvitationDelivery::state_of(email.sent_at.is_some(), email.dead_at.is_some()),
+        attempts: u32::try_from(email.attempts).unwrap_or_default(),
+        last_error: email.last_error,
+        last_attempt_at: email.last_attempt_at,
+        sent_at: email.sent_at,
+    }
+}
+
+/// Memberships whose current invitation's email is in `state`: a correlated `EXISTS`
+/// that follows the membership's invitation (`ix_invitations_membership`) to its email
+/// (`ix_outbox_invitation`).
+pub(super) fn delivery_in(state: DeliveryState) -> SelectStatement {
+    let sent = Expr::col((outbox::Entity, outbox::Column::SentAt));
+    let given_up = Expr::col((outbox::Entity, outbox::Column::DeadAt));
+    let in_state = match state {
+        DeliveryState::Sent => Condition::all().add(sent.is_not_null()),
+        DeliveryState::Failed => Condition::all()
+            .add(sent.is_null())
+            .add(given_up.is_not_null()),
+        DeliveryState::Pending => Condition::all().add(sent.is_null()).add(given_up.is_null()),
+    };
+    Query::select()
+        .expr(Expr::val(1))
+        .from(invitation::Entity)
+        .inner_join(
+            outbox::Entity,
+            Expr::col((outbox::Entity, outbox::Column::InvitationId))
+                .equals((invitation::Entity, invitation::Column::Id)),
+        )
+        .and_where(
+            Expr::col((invitation::Entity, invitation::Column::MembershipId))
+                .equals((membership::Entity, membership::Column::Id)),
+        )
+        .cond_where(in_state)
+        .to_owned()
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -287,6 +463,8 @@ mod tests {
         };
         let email = |message| OutboxEmail {
             id: Uuid::now_v7(),
+            lease_id: Uuid::now_v7(),
+            invitation_id: None,
             attempts: 1,
             message,
             trace_context: None,

@@ -72,6 +72,8 @@ pub fn member(
             MemberStatus::Invited | MemberStatus::Expired => membership.invitation_expires_at,
         },
         accepted_at: membership.accepted_at,
+        // Read beside the member, from the outbox: see `outbox::deliveries`.
+        invitation_delivery: None,
     })
 }
 

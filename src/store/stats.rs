@@ -1,5 +1,5 @@
 //! What the metrics read at scrape time: the outbox's backlog and the pools' use. Each is
-//! one cheap query on an index (`ix_outbox_waiting`, `ix_outbox_failed`) or no query at all.
+//! one cheap query on an index (`ix_outbox_waiting`, `ix_outbox_dead`) or no query at all.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -31,7 +31,7 @@ fn waiting() -> Select<outbox::Entity> {
         .filter(outbox::Column::DeadAt.is_null())
 }
 
-/// Counts the emails given up: on the partial index `ix_outbox_failed`.
+/// Counts the emails given up: on the partial index `ix_outbox_dead`.
 fn failed() -> Select<outbox::Entity> {
     outbox::Entity::find()
         .select_only()

@@ -357,7 +357,12 @@ async fn a_repeated_request_id_answers_the_first_invitation_and_sends_one_email(
     };
     let first = call(request()).await.unwrap();
     let again = call(request()).await.unwrap();
-    assert_eq!(again, first);
+    // The email's delivery moves on as the notifier works; the rest is the first answer.
+    let as_invited = |user: pb::User| pb::User {
+        invitation_delivery: None,
+        ..user
+    };
+    assert_eq!(as_invited(again), as_invited(first));
 
     let mut different = request();
     different.role = pb::Role::Engineers as i32;

@@ -326,7 +326,7 @@ async fn the_outbox_gauges_read_partial_indexes_not_the_whole_outbox() {
     let failed = plan(&txn, failed).await;
     txn.rollback().await.unwrap();
     assert!(waiting.contains("ix_outbox_waiting"), "plan:\n{waiting}");
-    assert!(failed.contains("ix_outbox_failed"), "plan:\n{failed}");
+    assert!(failed.contains("ix_outbox_dead"), "plan:\n{failed}");
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use chrono::TimeDelta;
 use sea_orm::EntityTrait;
 use usermgmt::{domain::InvitationEmail, grpc::pb, notifier::Outcome, store::entity};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::delivery_relays::RelayGate;
+use crate::helpers::{TestApp, smtp::MailServer, spawn_app, spawn_app_sending_to, spawn_app_with};
 
 async fn invite_many(app: &TestApp, prefix: &str, n: usize) -> Vec<String> {
     let mut emails = Vec::new();
@@ -92,32 +93,69 @@ async fn emails_committed_before_a_stop_are_sent_after_the_restart() {
 }
 
 #[tokio::test]
-async fn an_email_that_keeps_failing_is_marked_dead_not_dropped() {
-    let app = spawn_app().await;
-    app.mail.set_down(true);
-    app.invite("Ada", "ada@example.com", pb::Role::Users)
-        .await
-        .unwrap();
-    // Five attempts in all (the test setting): the first, then four retries.
-    app.wait_deliveries(1, Outcome::WillRetry).await;
-    for _ in 0..3 {
-        retry_now(&app);
-        app.wait_deliveries(1, Outcome::WillRetry).await;
+async fn a_relay_down_past_any_attempt_limit_delivers_every_email_once_it_is_back() {
+    let mail = MailServer::start();
+    let gate = RelayGate::closed(mail.addr).await;
+    let app = spawn_app_sending_to(mail.reached_at(gate.url()), true).await;
+    let recipients = invite_many(&app, "outage", 3).await;
+    // Fifteen failed attempts each (the old limit gave up after twelve; these test settings
+    // after five), over half an hour by the clock: the relay hangs up on every connection.
+    const FAILED_ATTEMPTS: i32 = 15;
+    for attempt in 1..=FAILED_ATTEMPTS {
+        app.wait_deliveries(3, Outcome::WillRetry).await;
+        if attempt < FAILED_ATTEMPTS {
+            retry_now(&app);
+        }
     }
-    retry_now(&app);
-    app.wait_deliveries(1, Outcome::Dead).await;
-
-    let row = entity::outbox::Entity::find()
-        .one(&app.db)
+    assert!(app.mail.mails().is_empty());
+    assert!(
+        gate.dropped() >= 3 * FAILED_ATTEMPTS as u32,
+        "{}",
+        gate.dropped()
+    );
+    let rows = entity::outbox::Entity::find().all(&app.db).await.unwrap();
+    for row in &rows {
+        assert_eq!(row.attempts, FAILED_ATTEMPTS, "{row:?}");
+        assert!(row.dead_at.is_none() && row.sent_at.is_none(), "{row:?}");
+        assert!(row.last_error.is_some(), "{row:?}");
+        let message: InvitationEmail = serde_json::from_str(&row.payload).unwrap();
+        assert!(message.secret.is_some(), "an unsent email keeps its link");
+    }
+    let listed = app
+        .list(&app.admin_token, app.list_request())
         .await
-        .unwrap()
         .unwrap();
-    assert!(row.dead_at.is_some() && row.sent_at.is_none());
-    assert_eq!(row.attempts, 5);
-    assert!(row.last_error.is_some());
-    let message: InvitationEmail = serde_json::from_str(&row.payload).unwrap();
-    assert_eq!(message.secret, None, "a dead email keeps no secret");
-    assert!(!row.payload.contains("secret"));
+    let pending: Vec<_> = listed
+        .users
+        .iter()
+        .filter_map(|user| user.invitation_delivery.as_ref())
+        .collect();
+    assert_eq!(pending.len(), 3);
+    for delivery in pending {
+        assert_eq!(delivery.state(), pb::DeliveryState::Pending);
+        assert_eq!(delivery.attempts, FAILED_ATTEMPTS);
+        assert!(!delivery.last_error.is_empty());
+        assert!(delivery.sent_time.is_none());
+    }
+
+    gate.open();
+    retry_now(&app);
+    app.wait_deliveries(3, Outcome::Sent).await;
+    assert_delivered_exactly_once(&app, &recipients).await;
+    let listed = app
+        .list(&app.admin_token, app.list_request())
+        .await
+        .unwrap();
+    for user in listed
+        .users
+        .iter()
+        .filter(|user| user.email != "admin@acme.example")
+    {
+        let delivery = user.invitation_delivery.as_ref().expect("a delivery");
+        assert_eq!(delivery.state(), pb::DeliveryState::Sent, "{user:?}");
+        assert_eq!(delivery.attempts, FAILED_ATTEMPTS + 1);
+        assert!(delivery.last_error.is_empty() && delivery.sent_time.is_some());
+    }
 }
 
 #[tokio::test]

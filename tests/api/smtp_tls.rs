@@ -59,7 +59,14 @@ async fn a_relay_certificate_from_an_untrusted_authority_is_refused() {
         .await
         .expect_err("an unknown authority is not trusted");
 
-    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(
+        error.message.to_lowercase().contains("certificate"),
+        "{error}"
+    );
+    assert!(
+        !error.permanent,
+        "a relay's certificate says nothing about the email"
+    );
     assert!(mail.logins().is_empty(), "no credentials were sent");
     assert!(mail.mails().is_empty());
 }
@@ -78,8 +85,12 @@ async fn a_wrong_relay_password_sends_nothing() {
         .expect_err("the relay refuses the login");
 
     assert!(
-        error.contains("535") || error.to_lowercase().contains("credentials"),
+        error.message.contains("535") || error.message.to_lowercase().contains("credentials"),
         "{error}"
+    );
+    assert!(
+        !error.permanent,
+        "a refused login is retried, not the email failed"
     );
     assert_eq!(mail.logins(), [USER]);
     assert!(mail.mails().is_empty());

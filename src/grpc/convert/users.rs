@@ -4,7 +4,10 @@ use uuid::Uuid;
 
 use super::cloud_access::{cloud_access, cloud_access_to_proto, service_roles};
 use super::{language, page_size, pb, role, timestamp, uuid};
-use crate::domain::{DisplayName, Email, Language, Member, MemberChanges, MemberStatus};
+use crate::domain::{
+    DeliveryState, DisplayName, Email, InvitationDelivery, Language, Member, MemberChanges,
+    MemberStatus,
+};
 use crate::service::{Error, Invite, ListQuery, UserUpdate, Violations};
 
 fn status(raw: i32) -> Result<Option<MemberStatus>, String> {
@@ -13,6 +16,16 @@ fn status(raw: i32) -> Result<Option<MemberStatus>, String> {
         Ok(pb::UserStatus::Invited) => Ok(Some(MemberStatus::Invited)),
         Ok(pb::UserStatus::Active) => Ok(Some(MemberStatus::Active)),
         Ok(pb::UserStatus::Expired) => Ok(Some(MemberStatus::Expired)),
+        Err(_) => Err(format!("has an unknown value {raw}")),
+    }
+}
+
+fn delivery_state(raw: i32) -> Result<Option<DeliveryState>, String> {
+    match pb::DeliveryState::try_from(raw) {
+        Ok(pb::DeliveryState::Unspecified) => Ok(None),
+        Ok(pb::DeliveryState::Pending) => Ok(Some(DeliveryState::Pending)),
+        Ok(pb::DeliveryState::Sent) => Ok(Some(DeliveryState::Sent)),
+        Ok(pb::DeliveryState::Failed) => Ok(Some(DeliveryState::Failed)),
         Err(_) => Err(format!("has an unknown value {raw}")),
     }
 }
@@ -194,6 +207,7 @@ pub fn list(request: pb::ListUsersRequest) -> Result<ListQuery, Error> {
         status: raw_status,
         two_factor_enabled,
         role: raw_role,
+        delivery_state: raw_delivery_state,
     } = request;
     let mut v = Violations::default();
     let account_id = v.check("account_id", uuid(&account_id));
@@ -209,8 +223,10 @@ pub fn list(request: pb::ListUsersRequest) -> Result<ListQuery, Error> {
         None => Some(None),
         Some(raw) => v.check("role", role(raw)).map(Some),
     };
-    let (Some(account_id), Some(page_size), Some(status), Some(role)) =
-        (account_id, page_size, status, role)
+    let delivery_state = raw_delivery_state.map_or(Ok(None), self::delivery_state);
+    let delivery_state = v.check("delivery_state", delivery_state);
+    let (Some(account_id), Some(page_size), Some(status), Some(role), Some(delivery_state)) =
+        (account_id, page_size, status, role, delivery_state)
     else {
         return Err(v.into_error());
     };
@@ -223,6 +239,7 @@ pub fn list(request: pb::ListUsersRequest) -> Result<ListQuery, Error> {
         status,
         two_factor_enabled,
         role,
+        delivery_state,
     })
 }
 
@@ -241,6 +258,7 @@ pub fn user(member: Member) -> pb::User {
         invited_at,
         invitation_expires_at,
         accepted_at,
+        invitation_delivery,
     } = member;
     pb::User {
         id: user_id.to_string(),
@@ -266,6 +284,28 @@ pub fn user(member: Member) -> pb::User {
         invited_at: Some(timestamp(invited_at)),
         invitation_expires_at: invitation_expires_at.map(timestamp),
         accepted_at: accepted_at.map(timestamp),
+        invitation_delivery: invitation_delivery.map(delivery),
+    }
+}
+
+fn delivery(delivery: InvitationDelivery) -> pb::InvitationDelivery {
+    let InvitationDelivery {
+        state,
+        attempts,
+        last_error,
+        last_attempt_at,
+        sent_at,
+    } = delivery;
+    pb::InvitationDelivery {
+        state: match state {
+            DeliveryState::Pending => pb::DeliveryState::Pending,
+            DeliveryState::Sent => pb::DeliveryState::Sent,
+            DeliveryState::Failed => pb::DeliveryState::Failed,
+        } as i32,
+        attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+        last_error: last_error.unwrap_or_default(),
+        last_attempt_time: last_attempt_at.map(timestamp),
+        sent_time: sent_at.map(timestamp),
     }
 }
 
@@ -355,5 +395,22 @@ mod tests {
         assert_eq!(list(request(0)).unwrap().page_size, 50);
         assert_eq!(list(request(5000)).unwrap().page_size, 1000);
         assert_eq!(fields(list(request(-1)).unwrap_err()), ["page_size"]);
+    }
+
+    #[test]
+    fn an_unknown_delivery_state_is_refused_by_name() {
+        let request = |state| pb::ListUsersRequest {
+            account_id: Uuid::nil().to_string(),
+            delivery_state: Some(state),
+            ..Default::default()
+        };
+        assert_eq!(fields(list(request(42)).unwrap_err()), ["delivery_state"]);
+        assert_eq!(list(request(0)).unwrap().delivery_state, None);
+        assert_eq!(
+            list(request(pb::DeliveryState::Failed as i32))
+                .unwrap()
+                .delivery_state,
+            Some(DeliveryState::Failed)
+        );
     }
 }

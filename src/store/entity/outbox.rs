@@ -14,7 +14,13 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
+    /// When the email was given up on (failed for good); `last_error` says why.
     pub dead_at: Option<DateTimeUtc>,
+    /// The lease of the claim that holds the email; `None` while it waits, and once it
+    /// was sent or failed.
+    pub lease_id: Option<Uuid>,
+    /// When the email was last claimed for an attempt.
+    pub last_attempt_at: Option<DateTimeUtc>,
     /// The queuing call's W3C trace context, as JSON; none without tracing.
     pub trace_context: Option<String>,
 }

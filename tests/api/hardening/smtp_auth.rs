@@ -60,8 +60,8 @@ async fn an_opportunistic_relay_elsewhere_without_starttls_never_sees_the_creden
         .await
         .expect_err("no AUTH in clear to another machine");
 
-    assert!(error.contains("did not offer STARTTLS"), "{error}");
-    assert!(!error.contains(PASSWORD), "{error}");
+    assert!(error.message.contains("did not offer STARTTLS"), "{error}");
+    assert!(!error.message.contains(PASSWORD), "{error}");
     assert!(relay.logins().is_empty(), "no credentials were sent");
     assert_eq!(relay.mails(), 0);
 }

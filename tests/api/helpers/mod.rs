@@ -223,6 +223,11 @@ impl TestApp {
         TestApp::new(instance, database, clock, mail, account)
     }
 
+    /// The URL of this instance's database, for another process to connect to.
+    pub fn database_url(&self) -> String {
+        self.database.url().to_string()
+    }
+
     pub fn wake_notifier(&self) {
         self.outbox_wake.notify_one();
     }

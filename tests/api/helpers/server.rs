@@ -160,7 +160,6 @@ fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     settings.notifier.poll_interval = Duration::from_millis(50);
     settings.notifier.retry_initial = Duration::from_secs(1);
     settings.notifier.retry_max = Duration::from_secs(60);
-    settings.notifier.max_attempts = 5;
     settings.auth.jwt_secret = Some(JWT_SECRET.into());
     settings.observability.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     settings

@@ -52,6 +52,8 @@ struct State {
     credentials: Option<(String, String)>,
     /// The user names of the AUTH attempts, in order.
     logins: Mutex<Vec<String>>,
+    /// Recipients refused for good (550) when named in RCPT TO.
+    unknown_mailboxes: Mutex<Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -113,6 +115,21 @@ impl Handler for Session {
         if failing {
             self.state.refused.fetch_add(1, Ordering::SeqCst);
             return response::INTERNAL_ERROR;
+        }
+        response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        let unknown = self
+            .state
+            .unknown_mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|mailbox| to.trim_matches(['<', '>']).eq_ignore_ascii_case(mailbox));
+        if unknown {
+            self.state.refused.fetch_add(1, Ordering::SeqCst);
+            return Response::custom(550, format!("5.1.1 <{to}>: no such mailbox here"));
         }
         response::OK
     }
@@ -258,6 +275,32 @@ impl MailServer {
     /// Fails the next `n` emails with a temporary error (451 to MAIL FROM).
     pub fn fail_next(&self, n: u32) {
         self.state.failures_left.store(n, Ordering::SeqCst);
+    }
+
+    /// Refuses mail to `mailbox` for good (550 to RCPT TO).
+    pub fn refuse_mailbox(&self, mailbox: &str) {
+        self.state
+            .unknown_mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(mailbox.to_string());
+    }
+
+    /// Takes mail for every mailbox again.
+    pub fn accept_mailboxes(&self) {
+        self.state
+            .unknown_mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The same server, reached through `url` (a proxy in front of it).
+    pub fn reached_at(&self, url: String) -> Self {
+        Self {
+            url,
+            ..self.clone()
+        }
     }
 
     /// How many sessions or emails it refused.
