@@ -273,7 +273,10 @@ impl Application {
             .layer(InFlightLimitLayer::new(limits.max_in_flight))
             .layer(AccessLogLayer)
             .layer(DeadlineLayer::new(limits.request_timeout))
-            .layer(AuthLayer::new(self.users.clone()))
+            .layer(AuthLayer::new(
+                self.users.clone(),
+                limits.unauthenticated_delay,
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

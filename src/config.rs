@@ -160,6 +160,12 @@ pub struct ServerSettings {
     )]
     pub max_queued_per_caller: usize,
 
+    /// How late a call with a missing, malformed or unknown credential is answered
+    /// UNAUTHENTICATED; meanwhile it keeps its place in its caller's share, so that a client
+    /// repeating a bad credential is answered a few times a second. `0s`: at once.
+    #[arg(long, global = true, env = "USERMGMT_UNAUTHENTICATED_DELAY", default_value = "100ms", value_parser = duration_between(Duration::ZERO, millis(5000)))]
+    pub unauthenticated_delay: Duration,
+
     /// Calls one connection may have in progress at once; more are refused at once with
     /// RESOURCE_EXHAUSTED. `0`: no limit (the per-caller share and the stream limit bound
     /// a connection already).

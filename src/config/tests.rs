@@ -6,10 +6,15 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 40] = [
+const SETTINGS: [(&str, &str, &str); 41] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
+    (
+        "USERMGMT_UNAUTHENTICATED_DELAY",
+        "unauthenticated-delay",
+        "Server",
+    ),
     ("USERMGMT_MAX_IN_FLIGHT", "max-in-flight", "Server"),
     (
         "USERMGMT_MAX_CALLS_PER_CONNECTION",
@@ -145,6 +150,7 @@ fn defaults_match_the_documented_ones() {
     assert_eq!(server.max_in_flight, 64);
     assert_eq!(server.max_calls_per_connection, 0);
     assert_eq!(server.max_calls_per_caller, 4);
+    assert_eq!(server.unauthenticated_delay, Duration::from_millis(100));
     assert_eq!(server.max_queued_per_caller, 1000);
     assert_eq!(server.max_concurrent_streams, 100);
     assert_eq!(server.max_message_size, 4 << 20);
@@ -209,6 +215,7 @@ fn every_flag_sets_its_field_of_its_section() {
         "--max-in-flight=0",
         "--max-calls-per-connection=2",
         "--max-calls-per-caller=3",
+        "--unauthenticated-delay=0s",
         "--max-queued-per-caller=9",
         "--max-concurrent-streams=50",
         "--max-message-size=512KiB",
@@ -279,6 +286,7 @@ fn every_flag_sets_its_field_of_its_section() {
     assert_eq!(server.max_in_flight, 0);
     assert_eq!(server.max_calls_per_connection, 2);
     assert_eq!(server.max_calls_per_caller, 3);
+    assert_eq!(server.unauthenticated_delay, Duration::ZERO);
     assert_eq!(server.max_queued_per_caller, 9);
     assert_eq!(server.max_concurrent_streams, 50);
     assert_eq!(server.max_message_size, 512 << 10);
@@ -457,6 +465,23 @@ fn otlp_protocols_read_as_the_standard_spells_them() {
     assert!(refused.contains("http/json"), "{refused}");
     assert!(parse_one("--otlp-endpoint", "not a url").is_err());
     assert!(parse_one("--metrics-addr", "localhost").is_err());
+}
+
+#[test]
+fn the_unauthenticated_delay_may_be_zero_and_at_most_five_seconds() {
+    for delay in ["0s", "5s"] {
+        assert!(
+            parse_one("--unauthenticated-delay", delay).is_ok(),
+            "{delay}"
+        );
+    }
+    for delay in ["5001ms", "later"] {
+        let error = parse_one("--unauthenticated-delay", delay).expect_err(delay);
+        assert!(
+            error.to_string().contains("--unauthenticated-delay"),
+            "{error}"
+        );
+    }
 }
 
 #[test]

@@ -43,14 +43,23 @@ fn requires_credential(path: &str) -> bool {
 
 /// Resolves the `authorization` metadata to a [`crate::service::Caller`] in the request's
 /// extensions, or answers UNAUTHENTICATED without reaching the handler.
+///
+/// A refusal is answered `refusal_delay` late: the call keeps its caller's share meanwhile
+/// (see [`super::FairShareLayer`]), so a client that keeps presenting a bad credential is
+/// answered a few times a second instead of tens of thousands of times, which would take the
+/// CPU from every other caller.
 #[derive(Clone)]
 pub struct AuthLayer {
     users: UserService,
+    refusal_delay: Duration,
 }
 
 impl AuthLayer {
-    pub fn new(users: UserService) -> Self {
-        Self { users }
+    pub fn new(users: UserService, refusal_delay: Duration) -> Self {
+        Self {
+            users,
+            refusal_delay,
+        }
     }
 }
 
@@ -61,6 +70,7 @@ impl<S> Layer<S> for AuthLayer {
         Authenticated {
             inner,
             users: self.users.clone(),
+            refusal_delay: self.refusal_delay,
         }
     }
 }
@@ -69,6 +79,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     users: UserService,
+    refusal_delay: Duration,
 }
 
 impl<S> Service<Request<Body>> for Authenticated<S>
@@ -89,6 +100,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let users = self.users.clone();
+        let refusal_delay = self.refusal_delay;
         Box::pin(async move {
             if !requires_credential(request.uri().path()) {
                 return inner.call(request).await;
@@ -105,7 +117,13 @@ where
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }
-                Err(error) => Ok(Status::from(error).into_http()),
+                Err(error) => {
+                    let status = Status::from(error);
+                    if status.code() == Code::Unauthenticated {
+                        tokio::time::sleep(refusal_delay).await;
+                    }
+                    Ok(status.into_http())
+                }
             }
         })
     }

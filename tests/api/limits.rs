@@ -17,6 +17,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 use usermgmt::{
+    config::Settings,
     domain::{ApiTokenSecret, Role, SecretHash},
     grpc::pb::{self, user_management_client::UserManagementClient},
     service::UNKNOWN_TOKEN_REMEMBERED_FOR,
@@ -132,13 +133,24 @@ async fn beyond_the_in_flight_limit_calls_are_shed_at_once_and_health_still_answ
         .restart_with_server(|server| server.max_in_flight = 1)
         .await;
     let held = hold_writes(&app).await;
-    let (mut users, request) = (app.users.clone(), invite(&app, "held@example.com"));
-    let held_call = tokio::spawn(async move { users.invite_user(request).await });
+    let spawn_held = || {
+        let (mut users, request) = (app.users.clone(), invite(&app, "held@example.com"));
+        tokio::spawn(async move { users.invite_user(request).await })
+    };
+    let mut held_call = spawn_held();
     // Wait until the held call has taken the only place: until then a call without a
     // credential is admitted and refused at once.
     let mut probe = app.users.clone();
     let mut admitted = 0;
     loop {
+        // Without probes in the way, the held call takes the place (or it came while a
+        // probe had it, was shed, and goes again).
+        if let Ok(answer) = tokio::time::timeout(Duration::from_millis(50), &mut held_call).await {
+            let shed = answer.unwrap().unwrap_err();
+            assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+            held_call = spawn_held();
+            continue;
+        }
         let status = probe
             .get_user(Request::new(get_admin(&app)))
             .await
@@ -400,4 +412,32 @@ async fn a_caller_beyond_its_share_waits_behind_itself_while_other_callers_go_on
         .await
         .unwrap()
         .expect("the queued call runs in its turn");
+}
+
+#[tokio::test]
+async fn a_refused_credential_is_answered_late_and_keeps_its_callers_place_meanwhile() {
+    // The defaults: 100 ms late, four calls of one caller at a time.
+    let defaults = Settings::for_database("sqlite::memory:").server;
+    let app = spawn_app_with(false)
+        .await
+        .restart_with_server(|server| {
+            server.unauthenticated_delay = defaults.unauthenticated_delay;
+            server.max_calls_per_caller = defaults.max_calls_per_caller;
+        })
+        .await;
+    assert_eq!(defaults.unauthenticated_delay, Duration::from_millis(100));
+    assert_eq!(defaults.max_calls_per_caller, 4);
+    let junk = format!("{}{}", ApiTokenSecret::PREFIX, "A".repeat(43));
+    let started = std::time::Instant::now();
+    let calls = (0..8).map(|_| {
+        let mut users = app.users.clone();
+        let request = with_token(&junk, get_admin(&app));
+        async move { users.get_user(request).await }
+    });
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.unwrap_err().code(), Code::Unauthenticated);
+    }
+    // Eight refusals, four at a time, each at least 100 ms late.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
 }

@@ -325,7 +325,11 @@ async fn the_outbox_gauges_read_partial_indexes_not_the_whole_outbox() {
     let waiting = plan(&txn, waiting).await;
     let failed = plan(&txn, failed).await;
     txn.rollback().await.unwrap();
-    assert!(waiting.contains("ix_outbox_waiting"), "plan:\n{waiting}");
+    // Either partial index of the waiting rows will do.
+    assert!(
+        waiting.contains("ix_outbox_waiting") || waiting.contains("ix_outbox_lease"),
+        "plan:\n{waiting}"
+    );
     assert!(failed.contains("ix_outbox_dead"), "plan:\n{failed}");
 }
 
@@ -337,19 +341,30 @@ async fn calls_shed_beyond_the_in_flight_limit_count_as_resource_exhausted() {
         .await;
     let before = scrape(&app).await;
     let held = hold_writes(&app).await;
-    let (mut users, request) = (
-        app.users.clone(),
-        with_token(
-            &app.admin_token,
-            invite_request(app.account_id, "Held", "held@example.com", pb::Role::Users),
-        ),
-    );
-    let held_call = tokio::spawn(async move { users.invite_user(request).await });
+    let spawn_held = || {
+        let (mut users, request) = (
+            app.users.clone(),
+            with_token(
+                &app.admin_token,
+                invite_request(app.account_id, "Held", "held@example.com", pb::Role::Users),
+            ),
+        );
+        tokio::spawn(async move { users.invite_user(request).await })
+    };
+    let mut held_call = spawn_held();
     // Calls without a credential, until the held call has taken the only place: until then
     // they are admitted and refused by the credential layer.
     let (mut refused, mut shed) = (0.0, 0.0);
     let mut probe = app.users.clone();
     while shed < 3.0 {
+        // Without probes in the way, the held call takes the place (or it came while a
+        // probe had it, was shed, and goes again).
+        if let Ok(answer) = tokio::time::timeout(Duration::from_millis(50), &mut held_call).await {
+            let status = answer.unwrap().unwrap_err();
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            held_call = spawn_held();
+            continue;
+        }
         let status = probe
             .get_user(Request::new(pb::GetUserRequest {
                 account_id: app.account_id.to_string(),

@@ -161,6 +161,8 @@ fn settings(database_url: &str, mail: &MailServer, notifier: bool) -> Settings {
     settings.notifier.retry_initial = Duration::from_secs(1);
     settings.notifier.retry_max = Duration::from_secs(60);
     settings.auth.jwt_secret = Some(JWT_SECRET.into());
+    // Refusals answered at once: tests make many on purpose. The delay has its own test.
+    settings.server.unauthenticated_delay = Duration::ZERO;
     settings.observability.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     settings
 }
