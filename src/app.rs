@@ -269,14 +269,12 @@ impl Application {
                 limits.max_calls_per_caller,
                 limits.max_queued_per_caller,
                 limits.request_timeout,
+                limits.unauthenticated_delay,
             ))
             .layer(InFlightLimitLayer::new(limits.max_in_flight))
             .layer(AccessLogLayer)
             .layer(DeadlineLayer::new(limits.request_timeout))
-            .layer(AuthLayer::new(
-                self.users.clone(),
-                limits.unauthenticated_delay,
-            ))
+            .layer(AuthLayer::new(self.users.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -301,12 +299,21 @@ impl Application {
                 draining.send(()).ok();
             });
         let drained = drain_within(serving, drain_begun, self.health.shutdown_grace).await?;
-        // The notifier finishes the send in progress.
+        // The notifier finishes the sends in progress, within the grace: emails it could
+        // not finish are sent again once their lease runs out, here or by another replica.
         stop_notifier.send(true).ok();
-        if let Some(notifier) = notifier
-            && let Err(error) = notifier.await
-        {
-            tracing::error!(%error, "notifier task failed");
+        if let Some(notifier) = notifier {
+            let aborter = notifier.abort_handle();
+            match tokio::time::timeout(self.health.shutdown_grace, notifier).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "notifier task failed"),
+                Err(_) => {
+                    tracing::warn!(
+                        "the notifier's sends outlasted the shutdown grace; left to the next claim"
+                    );
+                    aborter.abort();
+                }
+            }
         }
         stop_metrics.send(true).ok();
         if let Some(metrics_server) = metrics_server {

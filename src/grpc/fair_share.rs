@@ -8,7 +8,10 @@
 //!
 //! Queueing, rather than refusing at once, matters: a refused call is answered in
 //! microseconds and a flooding client asks again at once, so refusals at tens of thousands
-//! a second would take the CPU from every other caller; a waiting call costs nothing.
+//! a second would take the CPU from every other caller; a waiting call costs nothing. For
+//! the same reason a call whose credential was refused is answered `refusal_delay` late,
+//! keeping its caller's place (not the server's in-flight limit, which it has left by then):
+//! a client repeating a bad credential gets a few answers a second.
 
 use std::{
     collections::HashMap,
@@ -29,7 +32,7 @@ use tokio::time::Instant;
 use tonic::{Code, body::Body, transport::server::TcpConnectInfo};
 use tower::{Layer, Service};
 
-use super::layers::{CallDeadline, call_deadline, counts_in_flight, refusal};
+use super::layers::{CallDeadline, RefusedCredential, call_deadline, counts_in_flight, refusal};
 
 /// Who a call is from, as far as sharing goes: a keyed hash of its `authorization` value
 /// (never the value itself), or its peer address when it carries none.
@@ -115,17 +118,24 @@ impl Drop for Hold {
     }
 }
 
-/// Gives each caller at most `per_caller` calls in progress and a queue of `max_queued`.
-/// `per_caller` 0: no sharing (every call goes straight on).
+/// Gives each caller at most `per_caller` calls in progress and a queue of `max_queued`, and
+/// answers a refused credential `refusal_delay` late. `per_caller` 0: no sharing (every call
+/// goes straight on, refusals still late).
 #[derive(Clone)]
 pub struct FairShareLayer {
     shares: Option<Arc<Shares>>,
     max_wait: Duration,
+    refusal_delay: Duration,
 }
 
 impl FairShareLayer {
     /// `max_wait` is the server's longest call: no call waits longer than its deadline.
-    pub fn new(per_caller: usize, max_queued: usize, max_wait: Duration) -> Self {
+    pub fn new(
+        per_caller: usize,
+        max_queued: usize,
+        max_wait: Duration,
+        refusal_delay: Duration,
+    ) -> Self {
         Self {
             shares: (per_caller > 0).then(|| {
                 Arc::new(Shares {
@@ -136,6 +146,7 @@ impl FairShareLayer {
                 })
             }),
             max_wait,
+            refusal_delay,
         }
     }
 }
@@ -148,6 +159,7 @@ impl<S> Layer<S> for FairShareLayer {
             inner,
             shares: self.shares.clone(),
             max_wait: self.max_wait,
+            refusal_delay: self.refusal_delay,
         }
     }
 }
@@ -157,6 +169,7 @@ pub struct FairShare<S> {
     inner: S,
     shares: Option<Arc<Shares>>,
     max_wait: Duration,
+    refusal_delay: Duration,
 }
 
 impl<S> Service<Request<Body>> for FairShare<S>
@@ -174,39 +187,56 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let Some(shares) = self
-            .shares
-            .clone()
-            .filter(|_| counts_in_flight(request.uri().path()))
-        else {
+        if !counts_in_flight(request.uri().path()) {
             return Box::pin(self.inner.call(request));
-        };
+        }
         // The clone that was polled ready serves this call; the fresh one waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(hold) = shares.join(CallerKey::of(&request, &shares.hasher)) else {
-            // Not logged per call: a flood must not become a flood of log lines.
-            tracing::debug!(method = %request.uri().path(), "shed: the caller's queue is full");
-            return Box::pin(std::future::ready(Ok(refusal(
-                Code::ResourceExhausted,
-                "Too many calls of this caller are waiting; retry later",
-                "CALLER_BUSY",
-            ))));
+        let hold = match &self.shares {
+            None => None,
+            Some(shares) => match shares.join(CallerKey::of(&request, &shares.hasher)) {
+                Some(hold) => Some(hold),
+                None => {
+                    // Not logged per call: a flood must not become a flood of log lines.
+                    tracing::debug!(method = %request.uri().path(), "shed: the caller's queue is full");
+                    return Box::pin(std::future::ready(Ok(refusal(
+                        Code::ResourceExhausted,
+                        "Too many calls of this caller are waiting; retry later",
+                        "CALLER_BUSY",
+                    ))));
+                }
+            },
         };
         // The wait counts against the call's deadline: the layers inside keep it.
         let deadline = Instant::now() + call_deadline(request.headers(), self.max_wait);
         request.extensions_mut().insert(CallDeadline(deadline));
+        let refusal_delay = self.refusal_delay;
         Box::pin(async move {
-            let running = hold.share.running.clone();
-            let Ok(Ok(turn)) = tokio::time::timeout_at(deadline, running.acquire_owned()).await
-            else {
-                return Ok(refusal(
-                    Code::DeadlineExceeded,
-                    "The call did not finish before its deadline",
-                    "DEADLINE_EXCEEDED",
-                ));
+            let turn = match &hold {
+                Some(hold) => {
+                    let running = hold.share.running.clone();
+                    match tokio::time::timeout_at(deadline, running.acquire_owned()).await {
+                        Ok(Ok(turn)) => Some(turn),
+                        _ => {
+                            return Ok(refusal(
+                                Code::DeadlineExceeded,
+                                "The call did not finish before its deadline",
+                                "DEADLINE_EXCEEDED",
+                            ));
+                        }
+                    }
+                }
+                None => None,
             };
             let response = inner.call(request).await;
+            if let Ok(response) = &response
+                && response.extensions().get::<RefusedCredential>().is_some()
+            {
+                // Late, still holding the caller's turn; the layers inside, the in-flight
+                // limit among them, are done with the call.
+                tokio::time::sleep_until(deadline.min(Instant::now() + refusal_delay)).await;
+            }
             drop(turn);
             drop(hold);
             response

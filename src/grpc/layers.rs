@@ -43,25 +43,22 @@ fn requires_credential(path: &str) -> bool {
 
 /// Resolves the `authorization` metadata to a [`crate::service::Caller`] in the request's
 /// extensions, or answers UNAUTHENTICATED without reaching the handler.
-///
-/// A refusal is answered `refusal_delay` late: the call keeps its caller's share meanwhile
-/// (see [`super::FairShareLayer`]), so a client that keeps presenting a bad credential is
-/// answered a few times a second instead of tens of thousands of times, which would take the
-/// CPU from every other caller.
+/// A refusal is marked [`RefusedCredential`] for [`super::FairShareLayer`], which answers it
+/// late.
 #[derive(Clone)]
 pub struct AuthLayer {
     users: UserService,
-    refusal_delay: Duration,
 }
 
 impl AuthLayer {
-    pub fn new(users: UserService, refusal_delay: Duration) -> Self {
-        Self {
-            users,
-            refusal_delay,
-        }
+    pub fn new(users: UserService) -> Self {
+        Self { users }
     }
 }
+
+/// Marks a response that refused the call's credential.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RefusedCredential;
 
 impl<S> Layer<S> for AuthLayer {
     type Service = Authenticated<S>;
@@ -70,7 +67,6 @@ impl<S> Layer<S> for AuthLayer {
         Authenticated {
             inner,
             users: self.users.clone(),
-            refusal_delay: self.refusal_delay,
         }
     }
 }
@@ -79,7 +75,6 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     users: UserService,
-    refusal_delay: Duration,
 }
 
 impl<S> Service<Request<Body>> for Authenticated<S>
@@ -100,7 +95,6 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let users = self.users.clone();
-        let refusal_delay = self.refusal_delay;
         Box::pin(async move {
             if !requires_credential(request.uri().path()) {
                 return inner.call(request).await;
@@ -119,10 +113,12 @@ where
                 }
                 Err(error) => {
                     let status = Status::from(error);
-                    if status.code() == Code::Unauthenticated {
-                        tokio::time::sleep(refusal_delay).await;
+                    let refused = status.code() == Code::Unauthenticated;
+                    let mut response = status.into_http();
+                    if refused {
+                        response.extensions_mut().insert(RefusedCredential);
                     }
-                    Ok(status.into_http())
+                    Ok(response)
                 }
             }
         })

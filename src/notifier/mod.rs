@@ -223,6 +223,19 @@ impl Notifier {
     }
 
     async fn send(&self, email: OutboxEmail) {
+        // An email whose lease ran out is left to whoever holds it now (or to the next
+        // claim): sending it could send it twice.
+        match self.store.holds_lease(&email, self.clock.now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(lease_id = %email.lease_id, "the lease ran out before the send; not sent");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot check the lease before the send; not sent");
+                return;
+            }
+        }
         // A link that stopped working is never sent.
         if self.given_up_for_its_link(&email).await {
             return;
@@ -234,15 +247,18 @@ impl Notifier {
             },
             Err(error) => Err(SendError::permanent(error.clone())),
         };
-        match &outcome {
-            Ok(()) => self.metrics.email_sent(),
-            Err(_) => self.metrics.email_send_failed(),
+        if outcome.is_err() {
+            self.metrics.email_send_failed();
         }
         let now = self.clock.now();
         let (recorded, outcome) = match outcome {
             Ok(()) => {
                 tracing::info!("email sent");
-                (self.store.mark_sent(&email, now).await, Outcome::Sent)
+                let recorded = self.store.mark_sent(&email, now).await;
+                if matches!(recorded, Ok(true)) {
+                    self.metrics.email_sent();
+                }
+                (recorded, Outcome::Sent)
             }
             Err(error) if error.permanent => {
                 tracing::warn!(%error, "email refused for good; not retried");

@@ -308,6 +308,28 @@ impl From<lettre::transport::smtp::Error> for SendError {
     }
 }
 
+impl SendError {
+    /// An error of an `smtps://` send, where lettre connects, greets and logs in inside the
+    /// send: a 5xx may refuse the connection (a 554 greeting, a 5xx to EHLO) rather than the
+    /// email, so only the replies that refuse a mailbox or the message (550–553) are
+    /// permanent; the rest is tried again.
+    pub fn from_implicit_tls(error: lettre::transport::smtp::Error) -> Self {
+        let code = error
+            .status()
+            .and_then(|code| code.to_string().parse::<u16>().ok());
+        Self {
+            permanent: error.is_permanent() && code.is_some_and(refuses_the_email),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Whether a reply refuses the email itself (its mailbox, its size, its address), not the
+/// connection or the login.
+fn refuses_the_email(code: u16) -> bool {
+    (550..=553).contains(&code)
+}
+
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -317,6 +339,16 @@ impl std::fmt::Display for SendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_implicit_tls_only_a_refused_mailbox_or_message_is_permanent() {
+        for code in [550, 551, 552, 553] {
+            assert!(refuses_the_email(code), "{code}");
+        }
+        for code in [421, 450, 451, 452, 500, 501, 502, 530, 535, 538, 554] {
+            assert!(!refuses_the_email(code), "{code}");
+        }
+    }
 
     fn relay(url: &str) -> Relay {
         Relay::from_url(url, Duration::from_secs(1), None)

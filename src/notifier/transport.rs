@@ -73,7 +73,11 @@ impl Transport {
     pub async fn send(&self, id: Uuid, message: Message) -> Result<(), SendError> {
         match self {
             Transport::Smtp(relay) => relay.send(&message).await,
-            Transport::Smtps(smtp) => smtp.send(message).await.map(drop).map_err(SendError::from),
+            Transport::Smtps(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(SendError::from_implicit_tls),
             Transport::Files(dir) => {
                 let partial = dir.join(format!(".{id}.eml.partial"));
                 write_private(&partial, &message.formatted())

@@ -47,6 +47,9 @@ use entity::account;
 pub struct Store {
     db: DatabaseConnection,
     reader: DatabaseConnection,
+    /// PostgreSQL: one connection of its own for health pings, so that calls that hold
+    /// every connection of the pool do not read as an outage.
+    probe: Option<DatabaseConnection>,
 }
 
 /// A listed item with the key its page continues after.
@@ -62,6 +65,7 @@ impl Store {
         Self {
             reader: db.clone(),
             db,
+            probe: None,
         }
     }
 
@@ -78,7 +82,11 @@ impl Store {
             Some(readers) => readers.await?,
             None => db.clone(),
         };
-        Ok(Self { db, reader })
+        let probe = match url.starts_with("sqlite:") {
+            true => None,
+            false => Some(connect_probe(url, timeout).await?),
+        };
+        Ok(Self { db, reader, probe })
     }
 
     /// Applies every pending migration.
@@ -86,10 +94,11 @@ impl Store {
         Ok(migrate(&self.db).await?)
     }
 
-    /// Whether the database answers: on SQLite the readers' pool (the single writer may be
-    /// busy with a long write), elsewhere the one pool.
+    /// Whether the database answers: on PostgreSQL on a connection of its own (a pool that
+    /// calls keep busy is not an outage), on SQLite the readers' pool (the single writer may
+    /// be busy with a long write).
     pub async fn ping(&self) -> Result<(), Error> {
-        Ok(self.reader.ping().await?)
+        Ok(self.probe.as_ref().unwrap_or(&self.reader).ping().await?)
     }
 
     /// The connection pool, for wiring and tests.
@@ -99,6 +108,9 @@ impl Store {
 
     /// Closes the pools once the calls holding their connections have finished.
     pub async fn close(self) -> Result<(), Error> {
+        if let Some(probe) = self.probe {
+            probe.close().await?;
+        }
         self.reader.close().await?;
         Ok(self.db.close().await?)
     }
@@ -165,6 +177,19 @@ pub async fn connect_with_timeout(
                 postgres.options([("plan_cache_mode", "force_custom_plan")])
             });
     }
+    Database::connect(options).await
+}
+
+/// The health pings' own pool on PostgreSQL: one connection, opened again after an outage.
+async fn connect_probe(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .sqlx_logging(false)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .test_before_acquire(false)
+        .max_connections(1)
+        .min_connections(0);
     Database::connect(options).await
 }
 

@@ -241,6 +241,25 @@ impl Store {
         Ok(renewed.rows_affected)
     }
 
+    /// Whether this claim still holds the email with time left on its lease: a claim whose
+    /// lease ran out (the renewals failed) may have been taken over by another replica, and
+    /// sending then could send the email twice.
+    pub async fn holds_lease(
+        &self,
+        email: &OutboxEmail,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        Ok(outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Id)
+            .filter(held(email))
+            .filter(outbox::Column::NextAttemptAt.gt(now))
+            .into_tuple::<Uuid>()
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
     /// Why the email's link no longer works, if it does not: it must not be sent then.
     pub async fn link_gone(
         &self,

@@ -304,3 +304,25 @@ async fn a_call_that_outlasts_the_shutdown_grace_does_not_hold_the_server() {
     // Whatever became of it, the held call does not hang its client.
     assert!(outcome.is_ok(), "the held call ends");
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn calls_holding_every_connection_of_the_pool_are_not_an_outage() {
+    let app = spawn_app_configured(false, |settings| {
+        settings.database.timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut watch = HealthWatch::open(app.addr, "").await;
+    watch.wait_for(ServingStatus::Serving).await;
+    // Every connection of the service's pool (20) held by a transaction.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(app.db.begin().await.expect("a connection of the pool"));
+    }
+    // Pings every second, each given two: four seconds without a change of status.
+    let quiet = tokio::time::timeout(Duration::from_secs(4), watch.stream.message()).await;
+    assert!(quiet.is_err(), "health changed: {quiet:?}");
+    assert_eq!(check(app.addr, "").await, ServingStatus::Serving);
+    drop(held);
+    app.stop().await;
+}

@@ -441,3 +441,45 @@ async fn a_refused_credential_is_answered_late_and_keeps_its_callers_place_meanw
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn calls_answered_late_for_their_credential_leave_the_in_flight_limit_to_others() {
+    let app = spawn_app_with(false)
+        .await
+        .restart_with_server(|server| {
+            server.max_in_flight = 1;
+            server.unauthenticated_delay = Duration::from_secs(5);
+        })
+        .await;
+    // A well-formed token nobody issued, a new one each call: a new caller each time.
+    let junk_calls: Vec<_> = (0..4)
+        .map(|_| {
+            let junk = ApiTokenSecret::generate().expose().to_string();
+            let (mut users, request) = (app.users.clone(), with_token(&junk, get_admin(&app)));
+            tokio::spawn(async move { users.get_user(request).await })
+        })
+        .collect();
+    // Each is refused after one lookup, then waits out its delay holding none of the
+    // server's one place: a valid call gets it before any of them is answered.
+    loop {
+        assert!(
+            junk_calls.iter().all(|call| !call.is_finished()),
+            "a refusal was answered before the valid call got the server's place"
+        );
+        match app
+            .users
+            .clone()
+            .get_user(with_token(&app.admin_token, get_admin(&app)))
+            .await
+        {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(crate::helpers::reason(&status), "SERVER_BUSY", "{status:?}");
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    for call in junk_calls {
+        call.abort();
+    }
+}
