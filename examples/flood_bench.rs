@@ -470,6 +470,7 @@ fn settings(args: &Args) -> Settings {
         server.max_in_flight = 0;
         server.max_calls_per_connection = 0;
         server.max_calls_per_caller = 0;
+        server.unauthenticated_delay = Duration::ZERO;
         server.max_concurrent_streams = u32::MAX;
         server.request_timeout = Duration::from_secs(3600);
     }
