@@ -1,7 +1,7 @@
 //! The audit trail's messages.
 
 use super::{optional_id, page_size, pb, timestamp, uuid};
-use crate::domain::{AuditAction as Action, AuditEvent, FieldChange, Language};
+use crate::domain::{AuditAction as Action, AuditEvent, FieldChange, Language, MemberField};
 use crate::service::{AuditQuery, Error, Violations};
 
 fn action_to_proto(action: Action) -> pb::AuditAction {
@@ -22,13 +22,13 @@ fn action_to_proto(action: Action) -> pb::AuditAction {
 /// one is shown as stored.
 fn field_value(field: &str, stored: String) -> String {
     let name = match field {
-        "role" => stored
+        f if f == MemberField::Role.as_str() => stored
             .parse::<i32>()
             .ok()
             .and_then(|id| pb::Role::try_from(id).ok())
             .filter(|role| *role != pb::Role::Unspecified)
             .map(|role| role.as_str_name()),
-        "language" => Language::from_code(&stored).map(|language| {
+        f if f == MemberField::Language.as_str() => Language::from_code(&stored).map(|language| {
             match language {
                 Language::En => pb::Language::En,
                 Language::De => pb::Language::De,
