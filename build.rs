@@ -6,6 +6,7 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 const PROTOS: &[&str] = &["usermgmt/v1/usermgmt.proto"];
+const GOOGLE_RPC: &[&str] = &["google/rpc/status.proto", "google/rpc/error_details.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
@@ -15,6 +16,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(
         out_dir.join("usermgmt_descriptor.bin"),
         descriptors.encode_to_vec(),
+    )?;
+
+    // The google.rpc error model, vendored for clients in proto/google/rpc. Compiled here so
+    // that a copy that no longer parses fails the build; a test compares it with the
+    // descriptors the service serves (tonic-types').
+    let google_rpc = protox::compile(GOOGLE_RPC, ["proto"])?;
+    fs::write(
+        out_dir.join("google_rpc_descriptor.bin"),
+        google_rpc.encode_to_vec(),
     )?;
 
     tonic_prost_build::configure()

@@ -52,8 +52,9 @@ pub enum Command {
         /// The member's email address.
         #[arg(long)]
         email: String,
-        /// The token's role, at most the member's: administrators, engineers,
-        /// purge-and-prefetch-api-web, purge-and-prefetch-api, users. Default: the member's.
+        /// The token's role, at most the member's, as the API names it: ROLE_ADMINISTRATORS,
+        /// ROLE_ENGINEERS, ROLE_PURGE_AND_PREFETCH_API_WEB, ROLE_PURGE_AND_PREFETCH_API,
+        /// ROLE_USERS. Default: the member's.
         #[arg(long)]
         role: Option<String>,
         /// The token's name.

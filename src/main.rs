@@ -6,6 +6,7 @@ use usermgmt::{
     app::{self, Application},
     config::{Cli, Command, Settings},
     domain::{DisplayName, Email, Role},
+    grpc::pb,
     service::NewAccount,
     telemetry,
 };
@@ -114,7 +115,7 @@ async fn issue_token(
     let email = Email::parse(email).map_err(|e| format!("--email {e}"))?;
     let name = DisplayName::parse(name).map_err(|e| format!("--name {e}"))?;
     let role = role
-        .map(|slug| Role::from_slug(slug).ok_or(format!("--role {slug:?} is not a role")))
+        .map(|name| parse_role(name).ok_or(format!("--role {name:?} is not a role")))
         .transpose()?;
     let issued = app::service(settings)
         .await?
@@ -125,11 +126,24 @@ async fn issue_token(
         json!({
             "token_id": issued.token.id,
             "user_id": issued.token.issuer_id,
-            "role": issued.token.role.slug(),
+            "role": role_name(issued.token.role),
             "api_token": issued.secret.expose(),
         })
     );
     Ok(())
+}
+
+/// A role as the API spells it (`ROLE_ENGINEERS`); the command line's older kebab-case
+/// spelling (`engineers`) is still taken.
+fn parse_role(name: &str) -> Option<Role> {
+    pb::Role::from_str_name(name)
+        .and_then(|role| Role::from_id(role as i32))
+        .or_else(|| Role::from_slug(name))
+}
+
+/// The role's name in the API (`ROLE_ENGINEERS`), as the command line prints it.
+fn role_name(role: Role) -> &'static str {
+    pb::Role::try_from(role.id()).map_or("ROLE_UNSPECIFIED", |role| role.as_str_name())
 }
 
 /// Asks the local server's health service; succeeds when it answers SERVING.

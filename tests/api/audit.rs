@@ -1,5 +1,6 @@
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Request;
-use usermgmt::{domain::Role, grpc::pb};
+use usermgmt::{domain::Role, grpc::pb, store::entity::audit_event};
 
 use crate::helpers::{spawn_app, with_token};
 
@@ -81,7 +82,8 @@ async fn every_change_leaves_an_event_with_actor_target_and_request_id() {
         .unwrap();
     assert_eq!(
         (role_change.before.as_str(), role_change.after.as_str()),
-        ("2", "5")
+        ("ROLE_USERS", "ROLE_ENGINEERS"),
+        "roles by the API's names"
     );
     assert_eq!(all.events[1].target_token_id, api_token.id);
     assert!(all.events.iter().all(|event| !event.request_id.is_empty()));
@@ -139,4 +141,58 @@ async fn events_filter_by_target_and_action_and_page() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn enum_valued_changes_read_as_the_api_names_them_whatever_was_stored() {
+    let app = spawn_app().await;
+    let member = app
+        .add_member_without_token(app.account_id, "m@acme.example", Role::Users)
+        .await;
+    let mut promote = app.update_request(member);
+    promote.role = Some(pb::Role::PurgeAndPrefetchApiWeb as i32);
+    app.update(&app.admin_token, promote).await.unwrap();
+    let mut own = app.update_request(app.admin_id);
+    own.language = Some(pb::Language::De as i32);
+    own.two_factor_enabled = Some(true);
+    app.update(&app.admin_token, own).await.unwrap();
+
+    // Stored as events recorded before the API named these values were: the role id and
+    // the language code.
+    let stored: Vec<String> = audit_event::Entity::find()
+        .filter(audit_event::Column::AccountId.eq(app.account_id))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.changes)
+        .collect();
+    let stored = stored.join("\n");
+    assert!(
+        stored.contains(r#""before":"2","after":"3009""#),
+        "{stored}"
+    );
+    assert!(stored.contains(r#""before":"en","after":"de""#), "{stored}");
+
+    let listed = app
+        .audit(pb::ListAuditEventsRequest {
+            account_id: app.account_id.to_string(),
+            action: Some(pb::AuditAction::UserUpdated as i32),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let changes: Vec<(&str, &str, &str)> = listed
+        .events
+        .iter()
+        .flat_map(|event| &event.changes)
+        .map(|c| (c.field.as_str(), c.before.as_str(), c.after.as_str()))
+        .collect();
+    for expected in [
+        ("role", "ROLE_USERS", "ROLE_PURGE_AND_PREFETCH_API_WEB"),
+        ("language", "LANGUAGE_EN", "LANGUAGE_DE"),
+        ("two_factor_enabled", "false", "true"),
+    ] {
+        assert!(changes.contains(&expected), "{expected:?} in {changes:?}");
+    }
 }

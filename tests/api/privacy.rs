@@ -319,7 +319,11 @@ async fn audit_events_about_a_pending_member_carry_no_profile() {
             )
         })
         .collect();
-    assert_eq!(changes, [("role", "2", "5")], "the role only");
+    assert_eq!(
+        changes,
+        [("role", "ROLE_USERS", "ROLE_ENGINEERS")],
+        "the role only"
+    );
     let recorded = format!("{events:?}");
     for profile in ["Bob Boss", "Robert"] {
         assert!(!recorded.contains(profile), "{profile} in {recorded}");

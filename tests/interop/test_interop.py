@@ -34,7 +34,6 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 
 def _required_env(name: str) -> str:
@@ -48,6 +47,8 @@ USERMGMT_BIN = _required_env("USERMGMT_BIN")
 GRPCURL = _required_env("GRPCURL")
 sys.path.insert(0, _required_env("USERMGMT_STUBS_DIR"))
 
+# The error details come from this repository's proto/google/rpc, generated beside ours.
+from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 from usermgmt.v1 import usermgmt_pb2, usermgmt_pb2_grpc  # noqa: E402
 
 SERVICE = "usermgmt.v1.UserManagement"
@@ -538,7 +539,7 @@ def test_grpcurl_walk_through(server):
     # An operator issues Ada a token from the command line, beside the running server.
     issued = issue_token(server, "ada@example.com", "--name", "Ada's deploy key")
     assert issued["user_id"] == ada
-    assert issued["role"] == "users"  # the member's role, by default
+    assert issued["role"] == "ROLE_USERS"  # the member's role, by default, as the API spells it
     assert issued["api_token"]
 
     # Removing Ada is refused while her token lives.
@@ -612,7 +613,9 @@ def test_grpcurl_walk_through(server):
     assert token_created["actorUserId"] == ada
     assert token_created["targetTokenId"] == issued["token_id"]
     assert user_updated["actorUserId"] == server.admin_user_id
-    assert [c["field"] for c in user_updated["changes"]] == ["role"], user_updated
+    assert user_updated["changes"] == [
+        {"field": "role", "before": "ROLE_ENGINEERS", "after": "ROLE_USERS"}
+    ], user_updated
     assert invitation_accepted["actorUserId"] == ada
     assert user_invited["actorUserId"] == server.admin_user_id
     times = [e["createTime"] for e in events]
@@ -723,6 +726,14 @@ def test_client_invite_twice_is_already_exists(server, stub):
     with pytest.raises(grpc.RpcError) as raised:
         invite(stub, server, "Grace Hopper", "grace@example.com")
     assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS, raised.value.details()
+
+
+def test_error_details_are_generated_from_this_repository():
+    # A client needs nothing beyond proto/: the google.rpc messages it decodes details with
+    # are the ones generated from the repository's copies.
+    stubs = Path(_required_env("USERMGMT_STUBS_DIR")).resolve()
+    for module in (status_pb2, error_details_pb2):
+        assert stubs in Path(module.__file__).resolve().parents, module.__file__
 
 
 def test_client_invalid_invite_has_bad_request_details(server, stub):
@@ -903,8 +914,10 @@ def test_client_member_tokens_block_removal(server, stub, tokens_stub):
     accept(stub, invitation_secret(message))
 
     # Ada gets a key from an operator, and issues a second token with it herself.
-    issued = issue_token(server, "ada@example.com", "--name", "Ada's deploy key")
-    assert issued["role"] == "engineers"
+    issued = issue_token(
+        server, "ada@example.com", "--role", "ROLE_ENGINEERS", "--name", "Ada's deploy key"
+    )
+    assert issued["role"] == "ROLE_ENGINEERS"
     ada_key = api_key(issued["api_token"])
     own = tokens_stub.CreateApiToken(
         usermgmt_pb2.CreateApiTokenRequest(

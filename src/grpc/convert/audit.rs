@@ -1,7 +1,7 @@
 //! The audit trail's messages.
 
 use super::{optional_id, page_size, pb, timestamp, uuid};
-use crate::domain::{AuditAction as Action, AuditEvent, FieldChange};
+use crate::domain::{AuditAction as Action, AuditEvent, FieldChange, Language, MemberField};
 use crate::service::{AuditQuery, Error, Violations};
 
 fn action_to_proto(action: Action) -> pb::AuditAction {
@@ -14,6 +14,32 @@ fn action_to_proto(action: Action) -> pb::AuditAction {
         Action::ApiTokenCreated => pb::AuditAction::ApiTokenCreated,
         Action::ApiTokenDeleted => pb::AuditAction::ApiTokenDeleted,
     }
+}
+
+/// A recorded value as the API spells it: enum-valued fields by their proto value name
+/// (`role` is stored as the role id, `language` as its ISO 639-1 code). Converting here, on
+/// read, names the values of events recorded before as well. A value that is not a known
+/// one is shown as stored.
+fn field_value(field: &str, stored: String) -> String {
+    let name = match field {
+        f if f == MemberField::Role.as_str() => stored
+            .parse::<i32>()
+            .ok()
+            .and_then(|id| pb::Role::try_from(id).ok())
+            .filter(|role| *role != pb::Role::Unspecified)
+            .map(|role| role.as_str_name()),
+        f if f == MemberField::Language.as_str() => Language::from_code(&stored).map(|language| {
+            match language {
+                Language::En => pb::Language::En,
+                Language::De => pb::Language::De,
+                Language::Zh => pb::Language::Zh,
+                Language::Ru => pb::Language::Ru,
+            }
+            .as_str_name()
+        }),
+        _ => None,
+    };
+    name.map_or(stored, str::to_owned)
 }
 
 pub fn list_audit(request: pb::ListAuditEventsRequest) -> Result<AuditQuery, Error> {
@@ -87,12 +113,38 @@ pub fn audit_event(event: AuditEvent) -> pb::AuditEvent {
                      before,
                      after,
                  }| pb::FieldChange {
+                    before: field_value(&field, before),
+                    after: field_value(&field, after),
                     field,
-                    before,
-                    after,
                 },
             )
             .collect(),
         create_time: Some(timestamp(created_at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_value;
+
+    #[test]
+    fn enum_valued_fields_are_shown_by_their_proto_names() {
+        let cases = [
+            ("role", "1", "ROLE_ADMINISTRATORS"),
+            ("role", "2", "ROLE_USERS"),
+            ("role", "5", "ROLE_ENGINEERS"),
+            ("role", "3009", "ROLE_PURGE_AND_PREFETCH_API_WEB"),
+            ("role", "3022", "ROLE_PURGE_AND_PREFETCH_API"),
+            ("role", "7", "7"),
+            ("role", "0", "0"),
+            ("language", "de", "LANGUAGE_DE"),
+            ("language", "en", "LANGUAGE_EN"),
+            ("language", "xx", "xx"),
+            ("name", "5", "5"),
+            ("two_factor_enabled", "true", "true"),
+        ];
+        for (field, stored, shown) in cases {
+            assert_eq!(field_value(field, stored.into()), shown, "{field}={stored}");
+        }
     }
 }
