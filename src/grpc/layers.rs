@@ -41,6 +41,35 @@ fn requires_credential(path: &str) -> bool {
     path.starts_with("/usermgmt.v1.") && path != "/usermgmt.v1.UserManagement/AcceptInvitation"
 }
 
+/// The reads that look the caller's API token up in their own statement, beside the
+/// caller's role and what they read: the auth layer only screens the token.
+fn looks_up_its_token(path: &str) -> bool {
+    matches!(
+        path,
+        "/usermgmt.v1.UserManagement/GetUser"
+            | "/usermgmt.v1.UserManagement/ListUsers"
+            | "/usermgmt.v1.UserManagement/ListAuditEvents"
+            | "/usermgmt.v1.ApiTokens/ListApiTokens"
+    )
+}
+
+/// Whether the response refuses the call's credential.
+fn is_unauthenticated(response: &Response<Body>) -> bool {
+    Status::from_header_map(response.headers())
+        .is_some_and(|status| status.code() == Code::Unauthenticated)
+}
+
+/// The response to a refused credential (or to a failure to check it).
+fn refused(error: crate::service::Error) -> Response<Body> {
+    let status = Status::from(error);
+    let refused = status.code() == Code::Unauthenticated;
+    let mut response = status.into_http();
+    if refused {
+        response.extensions_mut().insert(RefusedCredential);
+    }
+    response
+}
+
 /// Resolves the `authorization` metadata to a [`crate::service::Caller`] in the request's
 /// extensions, or answers UNAUTHENTICATED without reaching the handler.
 /// A refusal is marked [`RefusedCredential`] for [`super::FairShareLayer`], which answers it
@@ -103,23 +132,32 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .map(|value| value.to_str().unwrap_or_default());
+            let request_id = request.extensions().get::<RequestId>().cloned();
+            if looks_up_its_token(request.uri().path()) {
+                let mut presented = match users.present(authorization).await {
+                    Ok(presented) => presented,
+                    Err(error) => return Ok(refused(error)),
+                };
+                if let Some(RequestId(id)) = &request_id {
+                    presented.set_request_id(id);
+                }
+                request.extensions_mut().insert(presented);
+                let mut response = inner.call(request).await?;
+                // The token was looked up by the handler's statement.
+                if is_unauthenticated(&response) {
+                    response.extensions_mut().insert(RefusedCredential);
+                }
+                return Ok(response);
+            }
             match users.authenticate(authorization).await {
                 Ok(mut caller) => {
-                    if let Some(RequestId(id)) = request.extensions().get::<RequestId>() {
-                        caller.request_id = id.clone();
+                    if let Some(RequestId(id)) = request_id {
+                        caller.request_id = id;
                     }
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }
-                Err(error) => {
-                    let status = Status::from(error);
-                    let refused = status.code() == Code::Unauthenticated;
-                    let mut response = status.into_http();
-                    if refused {
-                        response.extensions_mut().insert(RefusedCredential);
-                    }
-                    Ok(response)
-                }
+                Err(error) => Ok(refused(error)),
             }
         })
     }

@@ -2,7 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb, users::caller};
+use super::{
+    convert, pb,
+    users::{caller, invalid, presented},
+};
 use crate::service::UserService;
 
 pub struct TokenApi {
@@ -34,9 +37,12 @@ impl pb::api_tokens_server::ApiTokens for TokenApi {
         &self,
         request: Request<pb::ListApiTokensRequest>,
     ) -> Result<Response<pb::ListApiTokensResponse>, Status> {
-        let caller = caller(&request)?;
-        let query = convert::list_tokens(request.into_inner())?;
-        let page = self.users.list_tokens(&caller, query).await?;
+        let presented = presented(&request)?;
+        let query = match convert::list_tokens(request.into_inner()) {
+            Ok(query) => query,
+            Err(error) => return Err(invalid(&self.users, &presented, error).await),
+        };
+        let page = self.users.list_tokens(&presented, query).await?;
         Ok(Response::new(pb::ListApiTokensResponse {
             tokens: page.tokens.into_iter().map(convert::token).collect(),
             next_page_token: page.next_page_token,

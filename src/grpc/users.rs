@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{RequestId, convert, pb};
-use crate::service::{Caller, Error, UserService};
+use crate::service::{Caller, Error, Presented, UserService};
 
 pub struct UserApi {
     users: UserService,
@@ -22,6 +22,24 @@ pub(super) fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         .ok_or_else(|| Error::Unauthenticated("A credential is required").into())
+}
+
+/// The credential the auth layer left for a read to look up (see
+/// `layers::looks_up_its_token`), or the caller it resolved.
+pub(super) fn presented<T>(request: &Request<T>) -> Result<Presented, Status> {
+    if let Some(presented) = request.extensions().get::<Presented>() {
+        return Ok(presented.clone());
+    }
+    caller(request).map(Presented::Caller)
+}
+
+/// A request refused as invalid: a credential the auth layer did not look up is checked
+/// first, so an unknown one is refused as it would have been before the request was read.
+pub(super) async fn invalid(users: &UserService, presented: &Presented, error: Error) -> Status {
+    match users.caller(presented).await {
+        Ok(_) => error.into(),
+        Err(refusal) => refusal.into(),
+    }
 }
 
 #[tonic::async_trait]
@@ -72,9 +90,12 @@ impl pb::user_management_server::UserManagement for UserApi {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        let caller = caller(&request)?;
-        let (account_id, user_id) = convert::get(request.into_inner())?;
-        let member = self.users.get(&caller, account_id, user_id).await?;
+        let presented = presented(&request)?;
+        let (account_id, user_id) = match convert::get(request.into_inner()) {
+            Ok(ids) => ids,
+            Err(error) => return Err(invalid(&self.users, &presented, error).await),
+        };
+        let member = self.users.get(&presented, account_id, user_id).await?;
         Ok(Response::new(pb::GetUserResponse {
             user: Some(convert::user(member)),
         }))
@@ -106,9 +127,12 @@ impl pb::user_management_server::UserManagement for UserApi {
         &self,
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
-        let caller = caller(&request)?;
-        let query = convert::list_audit(request.into_inner())?;
-        let page = self.users.list_audit(&caller, query).await?;
+        let presented = presented(&request)?;
+        let query = match convert::list_audit(request.into_inner()) {
+            Ok(query) => query,
+            Err(error) => return Err(invalid(&self.users, &presented, error).await),
+        };
+        let page = self.users.list_audit(&presented, query).await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: page.events.into_iter().map(convert::audit_event).collect(),
             next_page_token: page.next_page_token,
@@ -119,9 +143,12 @@ impl pb::user_management_server::UserManagement for UserApi {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let caller = caller(&request)?;
-        let query = convert::list(request.into_inner())?;
-        let page = self.users.list(&caller, query).await?;
+        let presented = presented(&request)?;
+        let query = match convert::list(request.into_inner()) {
+            Ok(query) => query,
+            Err(error) => return Err(invalid(&self.users, &presented, error).await),
+        };
+        let page = self.users.list(&presented, query).await?;
         Ok(Response::new(pb::ListUsersResponse {
             users: page.members.into_iter().map(convert::user).collect(),
             next_page_token: page.next_page_token,

@@ -2,8 +2,8 @@
 
 use uuid::Uuid;
 
-use super::{Caller, Error, UserService, caller, page_token};
-use crate::domain::{AuditAction, AuditEvent};
+use super::{Error, Presented, UserService, page_token};
+use crate::domain::{AuditAction, AuditEvent, administrators::check_administrator};
 
 #[derive(Clone, Debug)]
 pub struct AuditQuery {
@@ -23,14 +23,13 @@ pub struct AuditPage {
 impl UserService {
     /// The account's events, newest first; administrators only.
     #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
-    pub async fn list_audit(&self, caller: &Caller, query: AuditQuery) -> Result<AuditPage, Error> {
-        caller::administrator_of(
-            &self.store,
-            &self.actor(caller),
-            query.account_id,
-            "read the audit trail",
-        )
-        .await?;
+    pub async fn list_audit(
+        &self,
+        presented: &Presented,
+        query: AuditQuery,
+    ) -> Result<AuditPage, Error> {
+        let (_, role) = self.reader_in(presented, query.account_id).await?;
+        check_administrator(role, "read the audit trail")?;
         let pages = page_token::Query::new(
             "audit",
             &(

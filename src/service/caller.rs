@@ -3,9 +3,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Error, JwtVerifier};
-use crate::domain::{Acting, Actor, Role, SecretHash, administrators::check_administrator};
-use crate::store::Store;
+use super::{Error, JwtVerifier, credential_cache::UNKNOWN_TOKEN};
+use crate::domain::{
+    Acting, Actor, Credential, Role, SecretHash, token::effective_role,
+};
+use crate::store::{ReadFacts, Reader, Store};
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +24,103 @@ impl Caller {
     /// The caller as the actor of a change made at `now`.
     pub fn actor(&self, now: DateTime<Utc>) -> Actor {
         Actor::new(self.user_id, self.acting.clone(), &self.request_id, now)
+    }
+}
+
+/// A call's credential as the auth layer hands it on to a read: a caller already resolved,
+/// or an API token left for the read's own statement to look up, beside the caller's role
+/// and what the read asks for (one round trip instead of two or three).
+#[derive(Clone, Debug)]
+pub enum Presented {
+    Caller(Caller),
+    ApiToken {
+        hash: SecretHash,
+        /// The call's `x-request-id` (or one assigned).
+        request_id: String,
+    },
+}
+
+impl Presented {
+    pub fn set_request_id(&mut self, id: &str) {
+        match self {
+            Presented::Caller(caller) => caller.request_id = id.to_string(),
+            Presented::ApiToken { request_id, .. } => *request_id = id.to_string(),
+        }
+    }
+
+    /// Who the read's statement is for.
+    pub(super) fn reader(&self) -> Reader<'_> {
+        match self {
+            Presented::Caller(caller) => Reader::User(caller.user_id),
+            Presented::ApiToken { hash, .. } => Reader::ApiToken(hash),
+        }
+    }
+}
+
+/// A read's caller, their effective role in the account, and what the read found.
+pub(super) struct Reading<T> {
+    pub caller: Caller,
+    pub role: Role,
+    pub found: Option<T>,
+}
+
+/// Decides from the facts of a read's statement who calls and with which role, by the
+/// rules of [`authenticate`] and [`role_in`]: an API token must be live, works only in its
+/// account and caps its user's role; a caller who is not an active member of the account
+/// learns nothing about it.
+pub(super) fn settle<T>(
+    presented: &Presented,
+    account_id: Uuid,
+    facts: ReadFacts<T>,
+) -> Result<Reading<T>, Error> {
+    let caller = match presented {
+        Presented::Caller(caller) => caller.clone(),
+        Presented::ApiToken { request_id, .. } => {
+            let token = facts.token.ok_or(Error::Unauthenticated(UNKNOWN_TOKEN))?;
+            token_caller(token, request_id)
+        }
+    };
+    if !caller.acting.works_in(account_id) {
+        return Err(Error::AccountNotFound(account_id));
+    }
+    let member_role = facts
+        .member_role
+        .ok_or(Error::AccountNotFound(account_id))?;
+    let role = effective_role(member_role, caller.acting.role_ceiling());
+    Ok(Reading {
+        caller,
+        role,
+        found: facts.found,
+    })
+}
+
+fn token_caller(token: Credential, request_id: &str) -> Caller {
+    Caller {
+        user_id: token.issuer_id,
+        request_id: request_id.to_string(),
+        acting: Acting::ApiToken(token),
+    }
+}
+
+/// The live token with this secret's hash, as a caller; its use is recorded.
+pub(super) async fn by_token(
+    store: &Store,
+    hash: &SecretHash,
+    now: DateTime<Utc>,
+) -> Result<Caller, Error> {
+    let token = store
+        .credential(hash, now)
+        .await?
+        .ok_or(Error::Unauthenticated(UNKNOWN_TOKEN))?;
+    touch(store, &token, now).await;
+    Ok(token_caller(token, ""))
+}
+
+/// Records the token's use (at most once a minute: most calls write nothing).
+pub(super) async fn touch(store: &Store, token: &Credential, now: DateTime<Utc>) {
+    if let Err(error) = store.touch_token(token, now).await {
+        // Only bookkeeping: the call goes on.
+        tracing::warn!(%error, "cannot record the token's last use");
     }
 }
 
@@ -45,21 +144,7 @@ pub(super) async fn authenticate(
         .ok_or(Error::Unauthenticated(MALFORMED))?;
     let credential = credential.trim();
     if scheme.eq_ignore_ascii_case("apikey") && !credential.is_empty() {
-        let token = store
-            .credential(&SecretHash::of(credential), now)
-            .await?
-            .ok_or(Error::Unauthenticated(
-                "The API token is unknown, expired or deleted",
-            ))?;
-        if let Err(error) = store.touch_token(&token, now).await {
-            // Only bookkeeping: the call goes on.
-            tracing::warn!(%error, "cannot record the token's last use");
-        }
-        Ok(Caller {
-            user_id: token.issuer_id,
-            request_id: String::new(),
-            acting: Acting::ApiToken(token),
-        })
+        by_token(store, &SecretHash::of(credential), now).await
     } else if scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty() {
         let verifier = jwt.ok_or(Error::Unauthenticated(
             "Bearer credentials are not accepted: no JWT key is configured",
@@ -73,23 +158,4 @@ pub(super) async fn authenticate(
     } else {
         Err(Error::Unauthenticated(MALFORMED))
     }
-}
-
-/// Requires the ADMINISTRATORS role in the account for a read; `what` completes "may …".
-/// (A change checks who may make it again, in its own transaction.)
-pub(super) async fn administrator_of(
-    store: &Store,
-    actor: &Actor,
-    account_id: Uuid,
-    what: &'static str,
-) -> Result<(), Error> {
-    check_administrator(role_in(store, actor, account_id).await?, what)?;
-    Ok(())
-}
-
-/// The caller's effective role in the account, read from the database on every call.
-/// A caller who is not an active member of the account learns nothing about it: the
-/// account answers as if it did not exist.
-pub(super) async fn role_in(store: &Store, actor: &Actor, account_id: Uuid) -> Result<Role, Error> {
-    Ok(store.acting_role(account_id, actor).await?)
 }

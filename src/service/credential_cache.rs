@@ -25,7 +25,7 @@ pub(super) const UNKNOWN_TOKEN: &str = "The API token is unknown, expired or del
 
 /// What a well-formed credential presented: an API token's hash, or something the database
 /// is not asked about first (a JWT, or nothing at all).
-pub(super) enum Presented {
+pub(super) enum Screened {
     ApiKey(SecretHash),
     Other,
 }
@@ -73,11 +73,11 @@ impl CredentialCache {
         &self,
         authorization: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<Presented, Error> {
+    ) -> Result<Screened, Error> {
         let Some((scheme, credential)) =
             authorization.and_then(|value| value.trim().split_once(' '))
         else {
-            return Ok(Presented::Other);
+            return Ok(Screened::Other);
         };
         let credential = credential.trim();
         if scheme.eq_ignore_ascii_case("apikey") {
@@ -93,19 +93,19 @@ impl CredentialCache {
                 }
                 self.unknown.remove(hash.as_str());
             }
-            return Ok(Presented::ApiKey(hash));
+            return Ok(Screened::ApiKey(hash));
         }
         if scheme.eq_ignore_ascii_case("bearer") && !is_jwt_shaped(credential) {
             return Err(Error::Unauthenticated(
                 "The Bearer credential is not a JWT (three base64url parts)",
             ));
         }
-        Ok(Presented::Other)
+        Ok(Screened::Other)
     }
 
     /// Remembers an API token the full check refused.
-    pub fn remember_unknown(&self, presented: Presented, now: DateTime<Utc>) {
-        if let Presented::ApiKey(hash) = presented {
+    pub fn remember_unknown(&self, presented: Screened, now: DateTime<Utc>) {
+        if let Screened::ApiKey(hash) = presented {
             self.unknown.insert(hash.into_string(), now);
         }
     }
@@ -184,7 +184,7 @@ mod tests {
         let now = Utc::now();
         for _ in 0..CAPACITY * 2 {
             let secret = ApiTokenSecret::generate();
-            cache.remember_unknown(Presented::ApiKey(secret.hash()), now);
+            cache.remember_unknown(Screened::ApiKey(secret.hash()), now);
         }
         assert!(cache.unknown.len() <= CAPACITY);
     }

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Caller, Error, UserService, caller, page_token};
+use super::{Error, Presented, UserService, page_token};
 use crate::domain::{DeliveryState, Member, MemberStatus, Role};
 use crate::store::MemberFilter;
 
@@ -62,10 +62,10 @@ impl ListQuery {
 
 impl UserService {
     #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
-    pub async fn list(&self, caller: &Caller, query: ListQuery) -> Result<ListPage, Error> {
+    pub async fn list(&self, presented: &Presented, query: ListQuery) -> Result<ListPage, Error> {
         let pages = query.pages();
         let after = pages.decode(&query.page_token)?;
-        caller::role_in(&self.store, &self.actor(caller), query.account_id).await?;
+        self.reader_in(presented, query.account_id).await?;
         let now = self.clock.now();
         let filter = query.filter();
         let page_size = query.page_size.clamp(1, ListQuery::MAX_PAGE_SIZE);

@@ -18,7 +18,7 @@ mod tokens;
 mod update;
 
 pub use audit::{AuditPage, AuditQuery};
-pub use caller::Caller;
+pub use caller::{Caller, Presented};
 pub use credential_cache::UNKNOWN_FOR as UNKNOWN_TOKEN_REMEMBERED_FOR;
 pub use error::{Cause, Error, FieldViolation, Violations};
 pub use invite::Invite;
@@ -37,9 +37,9 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::config::InvitationTtl;
-use crate::domain::{Actor, Member, TokenLimits};
+use crate::domain::{Actor, Member, Role, TokenLimits};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{ReadFacts, Store};
 
 /// The users of accounts: invitations, members and their tokens.
 #[derive(Clone)]
@@ -97,6 +97,82 @@ impl UserService {
         caller
     }
 
+    /// Screens the `authorization` metadata for a read that looks its API token up itself:
+    /// an API token that passed the screen is left for the read's statement; any other
+    /// credential is resolved now.
+    pub async fn present(&self, authorization: Option<&str>) -> Result<Presented, Error> {
+        let now = self.clock.now();
+        if let credential_cache::Screened::ApiKey(hash) =
+            self.credentials.screen(authorization, now)?
+        {
+            return Ok(Presented::ApiToken {
+                hash,
+                request_id: String::new(),
+            });
+        }
+        Ok(Presented::Caller(self.authenticate(authorization).await?))
+    }
+
+    /// The caller a credential presents, for a call that refuses before it reads: an
+    /// unknown credential is refused first, as if the auth layer had looked it up.
+    pub async fn caller(&self, presented: &Presented) -> Result<Caller, Error> {
+        match presented {
+            Presented::Caller(caller) => Ok(caller.clone()),
+            Presented::ApiToken { hash, request_id } => {
+                let now = self.clock.now();
+                let mut caller = caller::by_token(&self.store, hash, now).await;
+                if let Err(Error::Unauthenticated(_)) = caller {
+                    self.remember_unknown(hash, now);
+                }
+                if let Ok(caller) = &mut caller {
+                    caller.request_id.clone_from(request_id);
+                }
+                caller
+            }
+        }
+    }
+
+    fn remember_unknown(&self, hash: &crate::domain::SecretHash, now: DateTime<Utc>) {
+        self.credentials
+            .remember_unknown(credential_cache::Screened::ApiKey(hash.clone()), now);
+    }
+
+    /// Settles a read's caller and role from the facts its statement read; records the use
+    /// of a token that statement found, and remembers one it did not.
+    async fn settle<T>(
+        &self,
+        presented: &Presented,
+        account_id: Uuid,
+        facts: ReadFacts<T>,
+        now: DateTime<Utc>,
+    ) -> Result<caller::Reading<T>, Error> {
+        if let Some(token) = &facts.token {
+            caller::touch(&self.store, token, now).await;
+        }
+        let reading = caller::settle(presented, account_id, facts);
+        if let (Err(Error::Unauthenticated(_)), Presented::ApiToken { hash, .. }) =
+            (&reading, presented)
+        {
+            self.remember_unknown(hash, now);
+        }
+        reading
+    }
+
+    /// The caller and their effective role in the account, read in one statement.
+    pub(super) async fn reader_in(
+        &self,
+        presented: &Presented,
+        account_id: Uuid,
+    ) -> Result<(Caller, Role), Error> {
+        let now = self.clock.now();
+        let facts = self
+            .store
+            .caller_facts(presented.reader(), account_id, now)
+            .await?;
+        let reading = self.settle(presented, account_id, facts, now).await?;
+        Ok((reading.caller, reading.role))
+    }
+
     /// When an invitation sent at `now` expires. The lifetime is bounded, so only a clock
     /// at the very end of the calendar fails this.
     pub fn invitation_expiry(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
@@ -111,18 +187,26 @@ impl UserService {
         caller.actor(self.clock.now())
     }
 
-    /// One member of the account; every member of the account may look.
+    /// One member of the account; every member of the account may look. The caller's
+    /// credential, their role and the member are read in one statement.
     #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
     pub async fn get(
         &self,
-        caller: &Caller,
+        presented: &Presented,
         account_id: Uuid,
         user_id: Uuid,
     ) -> Result<Member, Error> {
-        caller::role_in(&self.store, &self.actor(caller), account_id).await?;
-        Ok(self
+        let now = self.clock.now();
+        let facts = self
             .store
-            .member(account_id, user_id, self.clock.now())
-            .await?)
+            .member_for(presented.reader(), account_id, user_id, now)
+            .await?;
+        self.settle(presented, account_id, facts, now)
+            .await?
+            .found
+            .ok_or(Error::UserNotFound {
+                account_id,
+                user_id,
+            })
     }
 }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Caller, Error, UserService, caller, page_token};
+use super::{Caller, Error, Presented, UserService, page_token};
 use crate::domain::{
     Actor, ApiToken, ApiTokenSecret, DisplayName, Role, TokenGrant,
     token::{listed_issuer, visible_roles},
@@ -83,10 +83,10 @@ impl UserService {
     #[tracing::instrument(skip_all, fields(account_id = %query.account_id), err(level = "info"))]
     pub async fn list_tokens(
         &self,
-        caller: &Caller,
+        presented: &Presented,
         query: TokenQuery,
     ) -> Result<TokenPage, Error> {
-        let role = caller::role_in(&self.store, &self.actor(caller), query.account_id).await?;
+        let (caller, role) = self.reader_in(presented, query.account_id).await?;
         let issued_by = listed_issuer(role, caller.user_id, query.issued_by)?;
         let roles = visible_roles(role);
         let pages = page_token::Query::new(

@@ -4,20 +4,22 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder,
+    IntoActiveModel, QueryFilter, QueryOrder, QueryTrait, TryIntoModel,
 };
 use uuid::Uuid;
 
 use super::audit::Event;
-use super::entity::{invitation, invite_request, membership, user};
-use super::outbox::{self, Invitation};
+use super::entity::{invitation, invite_request, membership, outbox as outbox_entity, user};
+use super::invite_statements::{invite_facts, write_rows};
+use super::outbox::{self, EmailNames, Invitation};
 use super::rows::{self, INVITED};
 use super::{Error, Store, lock_account_shared, members};
 use crate::domain::{
-    Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationKind, InvitationSecret,
-    Language, Member, Role,
+    Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationDelivery, InvitationKind,
+    InvitationSecret, Language, Member, Role,
     administrators::check_administrator,
     invitation::{ExistingUser, check_resend, invitation_kind},
+    token::effective_role,
 };
 
 /// The caller's `request_id` of an invitation (AIP-155) and a hash of what it asked.
@@ -57,15 +59,30 @@ impl Store {
     pub async fn invite(&self, new: &NewInvitation<'_>, actor: &Actor) -> Result<Invited, Error> {
         let tx = self.begin_write().await?;
         lock_account_shared(&tx, new.account_id).await?;
+        let facts = invite_facts(
+            &tx,
+            new.account_id,
+            new.email,
+            new.request.as_ref(),
+            actor,
+        )
+        .await?
+        .ok_or(Error::AccountNotFound(new.account_id))?;
+        if !facts.token_live {
+            return Err(Error::CredentialRevoked);
+        }
+        if !actor.acting.works_in(new.account_id) {
+            return Err(Error::AccountNotFound(new.account_id));
+        }
+        let member_role = facts
+            .member_role
+            .ok_or(Error::AccountNotFound(new.account_id))?;
         check_administrator(
-            members::acting_role(&tx, new.account_id, actor).await?,
+            effective_role(member_role, actor.acting.role_ceiling()),
             "invite users",
         )?;
         if let Some(request) = &new.request
-            && let Some(first) =
-                invite_request::Entity::find_by_id((actor.user_id, request.request_id.clone()))
-                    .one(&tx)
-                    .await?
+            && let Some(first) = facts.first_request
         {
             if first.request_hash != request.request_hash {
                 return Err(Error::RequestIdReused);
@@ -75,52 +92,47 @@ impl Store {
                 members::read(&tx, membership, user, actor.now).await?,
             ));
         }
-        let existing = members::find_user_by_email(&tx, new.email).await?;
-        let facts = match &existing {
-            Some(user) => Some(ExistingUser {
-                user_id: user.id,
-                activated: user.activated,
-                member_of_account: members::find(&tx, new.account_id, user.id).await?.is_some(),
-            }),
-            None => None,
+        let kind = invitation_kind(
+            new.account_id,
+            facts
+                .existing
+                .as_ref()
+                .map(|(user, member_of_account)| ExistingUser {
+                    user_id: user.id,
+                    activated: user.activated,
+                    member_of_account: *member_of_account,
+                }),
+        )?;
+        let mut inserts = Vec::with_capacity(5);
+        let (user, invitee_own) = match facts.existing {
+            Some((user, _)) => {
+                let own = (user.name.clone(), rows::language(&user.language)?);
+                (user, Some(own))
+            }
+            None => {
+                let user = new_user(new, actor.now);
+                inserts.push(user::Entity::insert(user.clone()).into_query());
+                (user.try_into_model()?, None)
+            }
         };
-        let kind = invitation_kind(new.account_id, facts)?;
-        let user = match existing {
-            Some(user) => user,
-            None => insert_user(&tx, new, actor.now).await?,
-        };
-        let membership = membership::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            account_id: Set(new.account_id),
-            user_id: Set(user.id),
-            role: Set(new.role.id()),
-            cloud_access: Set(new.cloud_access.to_text()),
-            status: Set(INVITED.to_string()),
-            invited_by: Set(Some(actor.user_id)),
-            invited_at: Set(actor.now),
-            invitation_expires_at: Set(Some(new.expires_at)),
-            accepted_at: Set(None),
-            invited_name: Set(new.name.as_str().to_string()),
-            invited_name_lower: Set(new.name.as_str().to_lowercase()),
-            invited_language: Set(new.language.code().to_string()),
-            created_at: Set(actor.now),
-        }
-        .insert(&tx)
-        .await?;
+        let membership = new_membership(new, user.id, actor);
+        inserts.push(membership::Entity::insert(membership.clone()).into_query());
+        let membership = membership.try_into_model()?;
+        let invitation_id = Uuid::now_v7();
+        inserts.push(
+            invitation::Entity::insert(new_invitation(
+                invitation_id,
+                membership.id,
+                kind,
+                new.secret,
+                new.expires_at,
+                actor.now,
+            ))
+            .into_query(),
+        );
         let user_id = user.id;
-        let mut member = rows::member(membership.clone(), user, actor.now)?;
-        let invitation_id = insert_invitation(
-            &tx,
-            membership.id,
-            kind,
-            new.secret,
-            new.expires_at,
-            actor.now,
-        )
-        .await?;
-        let delivery = outbox::enqueue_invitation(
-            &tx,
-            actor.user_id,
+        let mut member = rows::member(membership, user, actor.now)?;
+        let email = outbox::invitation_email(
             &Invitation {
                 invitation_id,
                 invitee: &member,
@@ -129,25 +141,30 @@ impl Store {
                 expires_at: new.expires_at,
                 now: actor.now,
             },
-        )
-        .await?;
-        member.invitation_delivery = Some(delivery);
-        Event::new(actor, new.account_id, AuditAction::UserInvited)
-            .user(user_id)
-            .record(&tx)
-            .await?;
+            EmailNames {
+                account_name: facts.account_name,
+                inviter_name: facts.inviter_name,
+                invitee_own,
+            },
+        )?;
+        inserts.push(outbox_entity::Entity::insert(email).into_query());
         if let Some(request) = &new.request {
-            invite_request::ActiveModel {
+            let remembered = invite_request::ActiveModel {
                 caller_id: Set(actor.user_id),
                 request_id: Set(request.request_id.clone()),
                 request_hash: Set(request.request_hash.clone()),
                 account_id: Set(new.account_id),
                 user_id: Set(user_id),
                 created_at: Set(actor.now),
-            }
-            .insert(&tx)
-            .await?;
+            };
+            inserts.push(invite_request::Entity::insert(remembered).into_query());
         }
+        write_rows(&tx, &inserts).await?;
+        member.invitation_delivery = Some(InvitationDelivery::queued());
+        Event::new(actor, new.account_id, AuditAction::UserInvited)
+            .user(user_id)
+            .record(&tx)
+            .await?;
         tx.commit().await?;
         Ok(Invited::Created { member, kind })
     }
@@ -232,11 +249,7 @@ impl Store {
     }
 }
 
-async fn insert_user(
-    db: &impl ConnectionTrait,
-    new: &NewInvitation<'_>,
-    now: DateTime<Utc>,
-) -> Result<user::Model, DbErr> {
+fn new_user(new: &NewInvitation<'_>, now: DateTime<Utc>) -> user::ActiveModel {
     user::ActiveModel {
         id: Set(Uuid::now_v7()),
         email: Set(new.email.to_string()),
@@ -248,8 +261,44 @@ async fn insert_user(
         two_factor_enabled: Set(false),
         created_at: Set(now),
     }
-    .insert(db)
-    .await
+}
+
+fn new_membership(new: &NewInvitation<'_>, user_id: Uuid, actor: &Actor) -> membership::ActiveModel {
+    membership::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(new.account_id),
+        user_id: Set(user_id),
+        role: Set(new.role.id()),
+        cloud_access: Set(new.cloud_access.to_text()),
+        status: Set(INVITED.to_string()),
+        invited_by: Set(Some(actor.user_id)),
+        invited_at: Set(actor.now),
+        invitation_expires_at: Set(Some(new.expires_at)),
+        accepted_at: Set(None),
+        invited_name: Set(new.name.as_str().to_string()),
+        invited_name_lower: Set(new.name.as_str().to_lowercase()),
+        invited_language: Set(new.language.code().to_string()),
+        created_at: Set(actor.now),
+    }
+}
+
+fn new_invitation(
+    id: Uuid,
+    membership_id: Uuid,
+    kind: InvitationKind,
+    secret: &InvitationSecret,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> invitation::ActiveModel {
+    invitation::ActiveModel {
+        id: Set(id),
+        membership_id: Set(membership_id),
+        secret_hash: Set(secret.hash().into_string()),
+        kind: Set(kind.as_str().to_string()),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        consumed_at: Set(None),
+    }
 }
 
 async fn insert_invitation(
@@ -261,16 +310,8 @@ async fn insert_invitation(
     now: DateTime<Utc>,
 ) -> Result<Uuid, DbErr> {
     let id = Uuid::now_v7();
-    invitation::ActiveModel {
-        id: Set(id),
-        membership_id: Set(membership_id),
-        secret_hash: Set(secret.hash().into_string()),
-        kind: Set(kind.as_str().to_string()),
-        created_at: Set(now),
-        expires_at: Set(expires_at),
-        consumed_at: Set(None),
-    }
-    .insert(db)
-    .await?;
+    new_invitation(id, membership_id, kind, secret, expires_at, now)
+        .insert(db)
+        .await?;
     Ok(id)
 }

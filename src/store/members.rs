@@ -299,25 +299,6 @@ fn escape_like(text: &str) -> String {
 }
 
 impl Store {
-    /// One member of the account, pending or accepted.
-    #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn member(
-        &self,
-        account_id: Uuid,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Member, Error> {
-        let (membership, user) = get(&self.reader, account_id, user_id).await?;
-        read(&self.reader, membership, user, now).await
-    }
-
-    /// The actor's effective role in the account, read now; a write reads it again under
-    /// the account's lock.
-    #[tracing::instrument(skip_all, err(level = "info"))]
-    pub async fn acting_role(&self, account_id: Uuid, actor: &Actor) -> Result<Role, Error> {
-        reading_role(&self.reader, account_id, actor).await
-    }
-
     /// The user with this email, with their role, if they are an active member of the
     /// account.
     pub async fn active_member_by_email(

@@ -13,8 +13,10 @@ mod changes;
 pub mod entity;
 mod error;
 mod invitations;
+mod invite_statements;
 mod members;
 pub mod outbox;
+mod readers;
 mod rows;
 pub mod stats;
 mod tokens;
@@ -25,6 +27,8 @@ pub use error::Error;
 pub use invitations::{InviteRequestId, Invited, NewInvitation};
 pub use members::MemberFilter;
 pub use outbox::OutboxEmail;
+pub use invite_statements::{chained_inserts, invite_facts_statement};
+pub use readers::{ReadFacts, Reader, caller_statement, member_statement};
 pub use stats::OutboxStats;
 pub use tokens::NewToken;
 
@@ -99,6 +103,10 @@ impl Store {
     /// be busy with a long write).
     pub async fn ping(&self) -> Result<(), Error> {
         Ok(self.probe.as_ref().unwrap_or(&self.reader).ping().await?)
+    }
+
+    fn backend(&self) -> sea_orm::DatabaseBackend {
+        self.db.get_database_backend()
     }
 
     /// The connection pool, for wiring and tests.

@@ -21,7 +21,8 @@ use uuid::Uuid;
 use super::entity::{account, invitation, membership, outbox, user};
 use super::{Error, Store, rows};
 use crate::domain::{
-    DeliveryState, InvitationDelivery, InvitationEmail, InvitationKind, InvitationSecret, Member,
+    DeliveryState, InvitationDelivery, InvitationEmail, InvitationKind, InvitationSecret, Language,
+    Member,
     delivery::{LinkFacts, LinkGone, check_link},
 };
 
@@ -75,10 +76,16 @@ pub(super) struct Invitation<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// The names an invitation email speaks with, as they are when it is queued.
+pub(super) struct EmailNames {
+    pub account_name: String,
+    pub inviter_name: String,
+    /// The invitee's own name and language, when they already have a user.
+    pub invitee_own: Option<(String, Language)>,
+}
+
 /// Queues the invitation email in the inviting transaction, with the account's and the
-/// inviter's names as they are now. The email goes to the person, not to the account: a
-/// user who already signs in is addressed by their own name in their own language; a new
-/// user as the invitation names them. Returns the delivery of the queued email.
+/// inviter's names as they are now. Returns the delivery of the queued email.
 pub(super) async fn enqueue_invitation(
     db: &impl ConnectionTrait,
     inviter_id: Uuid,
@@ -94,14 +101,34 @@ pub(super) async fn enqueue_invitation(
         .await?
         .map(|inviter| inviter.name)
         .unwrap_or_default();
+    let invitee_own = match user::Entity::find_by_id(invitation.invitee.user_id)
+        .one(db)
+        .await?
+    {
+        Some(own) => Some((own.name, rows::language(&own.language)?)),
+        None => None,
+    };
+    let names = EmailNames {
+        account_name,
+        inviter_name,
+        invitee_own,
+    };
+    invitation_email(invitation, names)?.insert(db).await?;
+    Ok(InvitationDelivery::queued())
+}
+
+/// The outbox row of an invitation email. The email goes to the person, not to the
+/// account: a user who already signs in is addressed by their own name in their own
+/// language; a new user as the invitation names them.
+pub(super) fn invitation_email(
+    invitation: &Invitation<'_>,
+    names: EmailNames,
+) -> Result<outbox::ActiveModel, Error> {
     let invitee = invitation.invitee;
-    let (invitee_name, language) = match invitation.kind {
-        InvitationKind::NewUser => (invitee.name.clone(), invitee.language),
-        InvitationKind::ExistingUser => {
-            match user::Entity::find_by_id(invitee.user_id).one(db).await? {
-                Some(own) => (own.name, rows::language(&own.language)?),
-                None => (invitee.name.clone(), invitee.language),
-            }
+    let (invitee_name, language) = match (invitation.kind, names.invitee_own) {
+        (InvitationKind::ExistingUser, Some(own)) => own,
+        (InvitationKind::NewUser, _) | (InvitationKind::ExistingUser, None) => {
+            (invitee.name.clone(), invitee.language)
         }
     };
     let message = InvitationEmail {
@@ -109,12 +136,12 @@ pub(super) async fn enqueue_invitation(
         to: invitee.email.clone(),
         invitee_name,
         language,
-        account_name,
-        inviter_name,
+        account_name: names.account_name,
+        inviter_name: names.inviter_name,
         expires_at: invitation.expires_at,
         secret: Some(invitation.secret.expose().to_string()),
     };
-    outbox::ActiveModel {
+    Ok(outbox::ActiveModel {
         id: Set(Uuid::now_v7()),
         kind: Set("invitation".to_string()),
         invitation_id: Set(Some(invitation.invitation_id)),
@@ -128,10 +155,7 @@ pub(super) async fn enqueue_invitation(
         lease_id: Set(None),
         last_attempt_at: Set(None),
         trace_context: Set(crate::telemetry::trace_context()),
-    }
-    .insert(db)
-    .await?;
-    Ok(InvitationDelivery::queued())
+    })
 }
 
 fn to_payload(message: &InvitationEmail) -> Result<String, DbErr> {

@@ -1,0 +1,212 @@
+//! The statements of an invitation's transaction: its facts read in one statement once the
+//! account is locked, and its rows written in one statement (a chain of `INSERT`s in a
+//! `WITH` on PostgreSQL; one statement per row on SQLite, which has no round trips to save).
+
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DbErr, FromQueryResult, IdenStatic, Iterable, Statement,
+    sea_query::{
+        Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoIden,
+        JoinType, Query, SelectStatement, WithClause,
+    },
+};
+use uuid::Uuid;
+
+use super::entity::{account, api_token, invite_request, membership, user};
+use super::rows::{self, ACTIVE};
+use super::{Error, InviteRequestId};
+use crate::domain::{Acting, Actor, Email, Role};
+
+/// What an invitation decides from, read under the account's lock.
+pub(super) struct InviteFacts {
+    pub account_name: String,
+    /// The actor's role as an active member of the account, not yet capped by a token's.
+    pub member_role: Option<Role>,
+    /// Whether the actor's API token, if they act with one, is still live.
+    pub token_live: bool,
+    pub inviter_name: String,
+    /// The earlier invitation with the same `request_id`: its hash, account and user.
+    pub first_request: Option<invite_request::Model>,
+    /// The user who already has the email, and whether they are a member of the account.
+    pub existing: Option<(user::Model, bool)>,
+}
+
+fn col(alias: &'static str, column: impl IntoIden) -> Expr {
+    Expr::col((Alias::new(alias), column))
+}
+
+fn select_all<C: Iterable + IdenStatic + IntoIden>(query: &mut SelectStatement, alias: &'static str) {
+    for column in C::iter() {
+        let name = format!("{alias}_{}", column.as_str());
+        query.expr_as(col(alias, column), Alias::new(name));
+    }
+}
+
+/// One row when the account exists: the facts of [`InviteFacts`].
+fn facts_query(
+    account_id: Uuid,
+    email: &Email,
+    request: Option<&InviteRequestId>,
+    actor: &Actor,
+) -> SelectStatement {
+    let mut query = Query::select();
+    query
+        .from_as(account::Entity, Alias::new("a"))
+        .expr_as(col("a", account::Column::Name), Alias::new("account_name"))
+        .expr_as(col("cm", membership::Column::Role), Alias::new("caller_role"))
+        .expr_as(col("cu", user::Column::Name), Alias::new("inviter_name"))
+        .expr_as(col("em", membership::Column::Id), Alias::new("member_of_account"))
+        .join_as(
+            JoinType::LeftJoin,
+            membership::Entity,
+            Alias::new("cm"),
+            Condition::all()
+                .add(col("cm", membership::Column::AccountId).equals(("a", account::Column::Id)))
+                .add(col("cm", membership::Column::UserId).eq(actor.user_id))
+                .add(col("cm", membership::Column::Status).eq(ACTIVE)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            user::Entity,
+            Alias::new("cu"),
+            col("cu", user::Column::Id).eq(actor.user_id),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            user::Entity,
+            Alias::new("eu"),
+            col("eu", user::Column::Email).eq(email.as_str()),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            membership::Entity,
+            Alias::new("em"),
+            Condition::all()
+                .add(col("em", membership::Column::AccountId).equals(("a", account::Column::Id)))
+                .add(col("em", membership::Column::UserId).equals(("eu", user::Column::Id))),
+        )
+        .and_where(col("a", account::Column::Id).eq(account_id));
+    select_all::<user::Column>(&mut query, "eu");
+    if let Acting::ApiToken(credential) = &actor.acting {
+        query
+            .expr_as(col("t", api_token::Column::Id), Alias::new("live_token"))
+            .join_as(
+                JoinType::LeftJoin,
+                api_token::Entity,
+                Alias::new("t"),
+                Condition::all()
+                    .add(col("t", api_token::Column::Id).eq(credential.token_id))
+                    .add(col("t", api_token::Column::DeletedAt).is_null())
+                    .add(
+                        Condition::any()
+                            .add(col("t", api_token::Column::ExpiresAt).is_null())
+                            .add(col("t", api_token::Column::ExpiresAt).gt(actor.now)),
+                    ),
+            );
+    }
+    if let Some(request) = request {
+        select_all::<invite_request::Column>(&mut query, "r");
+        query.join_as(
+            JoinType::LeftJoin,
+            invite_request::Entity,
+            Alias::new("r"),
+            Condition::all()
+                .add(col("r", invite_request::Column::CallerId).eq(actor.user_id))
+                .add(col("r", invite_request::Column::RequestId).eq(request.request_id.as_str())),
+        );
+    }
+    query
+}
+
+/// The statement [`invite_facts`] sends, for the pgbench scripts.
+pub fn invite_facts_statement(
+    backend: DatabaseBackend,
+    account_id: Uuid,
+    email: &Email,
+    request: Option<&InviteRequestId>,
+    actor: &Actor,
+) -> Statement {
+    backend.build(&facts_query(account_id, email, request, actor))
+}
+
+/// Reads the facts of an invitation; `None` when the account does not exist.
+pub(super) async fn invite_facts(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    email: &Email,
+    request: Option<&InviteRequestId>,
+    actor: &Actor,
+) -> Result<Option<InviteFacts>, Error> {
+    let statement = invite_facts_statement(
+        db.get_database_backend(),
+        account_id,
+        email,
+        request,
+        actor,
+    );
+    let Some(row) = db.query_one_raw(statement).await? else {
+        return Ok(None);
+    };
+    let existing = Option::<user::Model>::from_query_result(&row, "eu_")?;
+    let member_of_account = row
+        .try_get::<Option<Uuid>>("", "member_of_account")?
+        .is_some();
+    Ok(Some(InviteFacts {
+        account_name: row.try_get("", "account_name")?,
+        member_role: row
+            .try_get::<Option<i32>>("", "caller_role")?
+            .map(rows::role)
+            .transpose()?,
+        token_live: match actor.acting {
+            Acting::ApiToken(_) => row.try_get::<Option<Uuid>>("", "live_token")?.is_some(),
+            Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => true,
+        },
+        inviter_name: row
+            .try_get::<Option<String>>("", "inviter_name")?
+            .unwrap_or_default(),
+        first_request: match request {
+            Some(_) => Option::<invite_request::Model>::from_query_result(&row, "r_")?,
+            None => None,
+        },
+        existing: existing.map(|user| (user, member_of_account)),
+    }))
+}
+
+/// The rows' inserts as one statement: on PostgreSQL each but the last in a `WITH`; on
+/// SQLite none (see [`write_rows`]).
+pub fn chained_inserts(backend: DatabaseBackend, inserts: &[InsertStatement]) -> Option<Statement> {
+    let (last, first) = inserts.split_last()?;
+    if first.is_empty() {
+        return Some(backend.build(last));
+    }
+    let mut with = WithClause::new();
+    for (n, insert) in first.iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(insert.clone())
+                .table_name(Alias::new(format!("row{n}")))
+                .to_owned(),
+        );
+    }
+    Some(backend.build(&with.query(last.clone())))
+}
+
+/// Writes the rows, in one statement where the database allows it.
+pub(super) async fn write_rows(
+    db: &impl ConnectionTrait,
+    inserts: &[InsertStatement],
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    match backend {
+        DatabaseBackend::Postgres => {
+            if let Some(statement) = chained_inserts(backend, inserts) {
+                db.execute_raw(statement).await?;
+            }
+        }
+        _ => {
+            for insert in inserts {
+                db.execute(insert).await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! Reads that learn who calls and what they ask about in one statement: the caller's API
+//! token (looked up by its secret's hash, live or not at all), their role as an active
+//! member of the account, and the member asked about with their invitation email's delivery.
+//! The service decides from these facts (`service::caller`), exactly as it would from
+//! separate lookups; the statement only saves the round trips.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, FromQueryResult, IdenStatic, Iterable, QueryResult,
+    Statement,
+    sea_query::{
+        Alias, Condition, Expr, ExprTrait, IntoIden, JoinType, NullOrdering, Order, Query,
+        SelectStatement,
+    },
+};
+use uuid::Uuid;
+
+use super::entity::{api_token, invitation, membership, outbox, user};
+use super::rows::{self, ACTIVE, INVITED};
+use super::{Error, Store};
+use crate::domain::{Credential, InvitationDelivery, Member, Role, SecretHash};
+
+/// Who a read is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Reader<'a> {
+    /// An API token's secret, not looked up yet.
+    ApiToken(&'a SecretHash),
+    /// A user whose credential was checked when the call began.
+    User(Uuid),
+}
+
+/// What the statement of a read found.
+#[derive(Debug)]
+pub struct ReadFacts<T> {
+    /// The presented API token, if it is neither deleted nor expired; `None` for a
+    /// [`Reader::User`].
+    pub token: Option<Credential>,
+    /// The caller's role as an active member of the account, not yet capped by a token's.
+    /// An API token of another account finds none.
+    pub member_role: Option<Role>,
+    /// What the read asked for, looked up only for a member of the account.
+    pub found: Option<T>,
+}
+
+const TOKEN: &str = "t";
+const CALLER: &str = "cm";
+const MEMBERSHIP: &str = "m";
+const USER: &str = "u";
+const INVITATION: &str = "i";
+const OUTBOX: &str = "o";
+const CALLER_ROLE: &str = "caller_role";
+
+fn table(alias: &'static str) -> Alias {
+    Alias::new(alias)
+}
+
+fn col(alias: &'static str, column: impl IntoIden) -> Expr {
+    Expr::col((table(alias), column))
+}
+
+/// Selects every column of the table under `alias`, named `<alias>_<column>`.
+fn select_all<C: Iterable + IdenStatic + IntoIden>(query: &mut SelectStatement, alias: &'static str) {
+    for column in C::iter() {
+        let name = format!("{alias}_{}", column.as_str());
+        query.expr_as(col(alias, column), Alias::new(name));
+    }
+}
+
+/// The caller's token (for a [`Reader::ApiToken`]) and role in the account: one row when
+/// the token is live or the user is an active member, none otherwise.
+fn caller_query(reader: Reader<'_>, account_id: Uuid, now: DateTime<Utc>) -> SelectStatement {
+    let mut query = Query::select();
+    match reader {
+        Reader::ApiToken(hash) => {
+            query.from_as(api_token::Entity, table(TOKEN));
+            select_all::<api_token::Column>(&mut query, TOKEN);
+            query
+                .join_as(
+                    JoinType::LeftJoin,
+                    membership::Entity,
+                    table(CALLER),
+                    Condition::all()
+                        .add(col(CALLER, membership::Column::AccountId).eq(account_id))
+                        .add(
+                            col(CALLER, membership::Column::UserId)
+                                .equals((table(TOKEN), api_token::Column::IssuerId)),
+                        )
+                        .add(col(CALLER, membership::Column::Status).eq(ACTIVE))
+                        .add(col(TOKEN, api_token::Column::AccountId).eq(account_id)),
+                )
+                .and_where(col(TOKEN, api_token::Column::SecretHash).eq(hash.as_str()))
+                .and_where(col(TOKEN, api_token::Column::DeletedAt).is_null())
+                .cond_where(
+                    Condition::any()
+                        .add(col(TOKEN, api_token::Column::ExpiresAt).is_null())
+                        .add(col(TOKEN, api_token::Column::ExpiresAt).gt(now)),
+                );
+        }
+        Reader::User(user_id) => {
+            query
+                .from_as(membership::Entity, table(CALLER))
+                .and_where(col(CALLER, membership::Column::AccountId).eq(account_id))
+                .and_where(col(CALLER, membership::Column::UserId).eq(user_id))
+                .and_where(col(CALLER, membership::Column::Status).eq(ACTIVE));
+        }
+    }
+    query.expr_as(col(CALLER, membership::Column::Role), Alias::new(CALLER_ROLE));
+    query
+}
+
+/// As [`caller_query`], with the member asked about and, while they are pending, their
+/// invitation's newest email: joined only when the caller is a member.
+fn member_query(
+    reader: Reader<'_>,
+    account_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> SelectStatement {
+    let mut query = caller_query(reader, account_id, now);
+    select_all::<membership::Column>(&mut query, MEMBERSHIP);
+    select_all::<user::Column>(&mut query, USER);
+    for column in [
+        outbox::Column::Id,
+        outbox::Column::Attempts,
+        outbox::Column::LastError,
+        outbox::Column::LastAttemptAt,
+        outbox::Column::SentAt,
+        outbox::Column::DeadAt,
+    ] {
+        let name = format!("{OUTBOX}_{}", column.as_str());
+        query.expr_as(col(OUTBOX, column), Alias::new(name));
+    }
+    query
+        .join_as(
+            JoinType::LeftJoin,
+            membership::Entity,
+            table(MEMBERSHIP),
+            Condition::all()
+                .add(col(MEMBERSHIP, membership::Column::AccountId).eq(account_id))
+                .add(col(MEMBERSHIP, membership::Column::UserId).eq(user_id))
+                .add(col(CALLER, membership::Column::Role).is_not_null()),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            user::Entity,
+            table(USER),
+            col(USER, user::Column::Id).equals((table(MEMBERSHIP), membership::Column::UserId)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            invitation::Entity,
+            table(INVITATION),
+            Condition::all()
+                .add(
+                    col(INVITATION, invitation::Column::MembershipId)
+                        .equals((table(MEMBERSHIP), membership::Column::Id)),
+                )
+                .add(col(MEMBERSHIP, membership::Column::Status).eq(INVITED)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            outbox::Entity,
+            table(OUTBOX),
+            col(OUTBOX, outbox::Column::InvitationId)
+                .equals((table(INVITATION), invitation::Column::Id)),
+        )
+        // One email per invitation; should there be more, the newest speaks for it.
+        .order_by_expr_with_nulls(
+            col(OUTBOX, outbox::Column::CreatedAt),
+            Order::Desc,
+            NullOrdering::Last,
+        )
+        .limit(1);
+    query
+}
+
+/// The statement [`Store::member_for`] sends, for `EXPLAIN` and the pgbench scripts.
+pub fn member_statement(
+    backend: DatabaseBackend,
+    reader: Reader<'_>,
+    account_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Statement {
+    backend.build(&member_query(reader, account_id, user_id, now))
+}
+
+/// The statement [`Store::caller_facts`] sends.
+pub fn caller_statement(
+    backend: DatabaseBackend,
+    reader: Reader<'_>,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+) -> Statement {
+    backend.build(&caller_query(reader, account_id, now))
+}
+
+/// The token and the caller's role out of a row of [`caller_query`].
+fn caller_facts(reader: Reader<'_>, row: &QueryResult) -> Result<ReadFacts<()>, Error> {
+    let token = match reader {
+        Reader::ApiToken(_) => Option::<api_token::Model>::from_query_result(row, "t_")?
+            .map(|token| rows::credential(&token))
+            .transpose()?,
+        Reader::User(_) => None,
+    };
+    let member_role = row
+        .try_get::<Option<i32>>("", CALLER_ROLE)?
+        .map(rows::role)
+        .transpose()?;
+    Ok(ReadFacts {
+        token,
+        member_role,
+        found: None,
+    })
+}
+
+fn delivery(row: &QueryResult) -> Result<Option<InvitationDelivery>, Error> {
+    let prefixed = |column: outbox::Column| format!("{OUTBOX}_{}", column.as_str());
+    if row
+        .try_get::<Option<Uuid>>("", &prefixed(outbox::Column::Id))?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let sent_at: Option<DateTime<Utc>> = row.try_get("", &prefixed(outbox::Column::SentAt))?;
+    let dead_at: Option<DateTime<Utc>> = row.try_get("", &prefixed(outbox::Column::DeadAt))?;
+    let attempts: i32 = row.try_get("", &prefixed(outbox::Column::Attempts))?;
+    Ok(Some(InvitationDelivery {
+        state: InvitationDelivery::state_of(sent_at.is_some(), dead_at.is_some()),
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        last_error: row.try_get("", &prefixed(outbox::Column::LastError))?,
+        last_attempt_at: row.try_get("", &prefixed(outbox::Column::LastAttemptAt))?,
+        sent_at,
+    }))
+}
+
+impl Store {
+    /// The caller's token and role in the account, in one statement.
+    #[tracing::instrument(skip_all, fields(%account_id), err(level = "info"))]
+    pub async fn caller_facts(
+        &self,
+        reader: Reader<'_>,
+        account_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<ReadFacts<()>, Error> {
+        let statement = caller_statement(self.backend(), reader, account_id, now);
+        match self.reader.query_one_raw(statement).await? {
+            Some(row) => caller_facts(reader, &row),
+            None => Ok(ReadFacts {
+                token: None,
+                member_role: None,
+                found: None,
+            }),
+        }
+    }
+
+    /// The caller's token and role in the account, and the member asked about as the
+    /// account sees them (R17), in one statement.
+    #[tracing::instrument(skip_all, fields(%account_id, %user_id), err(level = "info"))]
+    pub async fn member_for(
+        &self,
+        reader: Reader<'_>,
+        account_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<ReadFacts<Member>, Error> {
+        let statement = member_statement(self.backend(), reader, account_id, user_id, now);
+        let Some(row) = self.reader.query_one_raw(statement).await? else {
+            return Ok(ReadFacts {
+                token: None,
+                member_role: None,
+                found: None,
+            });
+        };
+        let facts = caller_facts(reader, &row)?;
+        let membership = Option::<membership::Model>::from_query_result(&row, "m_")?;
+        let user = Option::<user::Model>::from_query_result(&row, "u_")?;
+        let found = match (membership, user) {
+            (Some(membership), Some(user)) => {
+                let pending = membership.status == INVITED;
+                let mut member = rows::member(membership, user, now)?;
+                if pending {
+                    member.invitation_delivery = delivery(&row)?;
+                }
+                Some(member)
+            }
+            _ => None,
+        };
+        Ok(ReadFacts {
+            token: facts.token,
+            member_role: facts.member_role,
+            found,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn print_sql() {
+        let hash = SecretHash::of("x");
+        let s = member_statement(DatabaseBackend::Postgres, Reader::ApiToken(&hash), Uuid::nil(), Uuid::nil(), Utc::now());
+        println!("{}", s.sql);
+        let s = caller_statement(DatabaseBackend::Postgres, Reader::User(Uuid::nil()), Uuid::nil(), Utc::now());
+        println!("{}", s.sql);
+    }
+}
