@@ -4,9 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Error, JwtVerifier, credential_cache::UNKNOWN_TOKEN};
-use crate::domain::{
-    Acting, Actor, Credential, Role, SecretHash, token::effective_role,
-};
+use crate::domain::{Acting, Actor, Credential, Role, SecretHash, token::effective_role};
 use crate::store::{ReadFacts, Reader, Store};
 
 /// An authenticated caller.

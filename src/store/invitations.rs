@@ -59,15 +59,9 @@ impl Store {
     pub async fn invite(&self, new: &NewInvitation<'_>, actor: &Actor) -> Result<Invited, Error> {
         let tx = self.begin_write().await?;
         lock_account_shared(&tx, new.account_id).await?;
-        let facts = invite_facts(
-            &tx,
-            new.account_id,
-            new.email,
-            new.request.as_ref(),
-            actor,
-        )
-        .await?
-        .ok_or(Error::AccountNotFound(new.account_id))?;
+        let facts = invite_facts(&tx, new.account_id, new.email, new.request.as_ref(), actor)
+            .await?
+            .ok_or(Error::AccountNotFound(new.account_id))?;
         if !facts.token_live {
             return Err(Error::CredentialRevoked);
         }
@@ -263,7 +257,11 @@ fn new_user(new: &NewInvitation<'_>, now: DateTime<Utc>) -> user::ActiveModel {
     }
 }
 
-fn new_membership(new: &NewInvitation<'_>, user_id: Uuid, actor: &Actor) -> membership::ActiveModel {
+fn new_membership(
+    new: &NewInvitation<'_>,
+    user_id: Uuid,
+    actor: &Actor,
+) -> membership::ActiveModel {
     membership::ActiveModel {
         id: Set(Uuid::now_v7()),
         account_id: Set(new.account_id),

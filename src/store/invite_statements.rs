@@ -34,7 +34,10 @@ fn col(alias: &'static str, column: impl IntoIden) -> Expr {
     Expr::col((Alias::new(alias), column))
 }
 
-fn select_all<C: Iterable + IdenStatic + IntoIden>(query: &mut SelectStatement, alias: &'static str) {
+fn select_all<C: Iterable + IdenStatic + IntoIden>(
+    query: &mut SelectStatement,
+    alias: &'static str,
+) {
     for column in C::iter() {
         let name = format!("{alias}_{}", column.as_str());
         query.expr_as(col(alias, column), Alias::new(name));
@@ -52,9 +55,15 @@ fn facts_query(
     query
         .from_as(account::Entity, Alias::new("a"))
         .expr_as(col("a", account::Column::Name), Alias::new("account_name"))
-        .expr_as(col("cm", membership::Column::Role), Alias::new("caller_role"))
+        .expr_as(
+            col("cm", membership::Column::Role),
+            Alias::new("caller_role"),
+        )
         .expr_as(col("cu", user::Column::Name), Alias::new("inviter_name"))
-        .expr_as(col("em", membership::Column::Id), Alias::new("member_of_account"))
+        .expr_as(
+            col("em", membership::Column::Id),
+            Alias::new("member_of_account"),
+        )
         .join_as(
             JoinType::LeftJoin,
             membership::Entity,
@@ -136,13 +145,8 @@ pub(super) async fn invite_facts(
     request: Option<&InviteRequestId>,
     actor: &Actor,
 ) -> Result<Option<InviteFacts>, Error> {
-    let statement = invite_facts_statement(
-        db.get_database_backend(),
-        account_id,
-        email,
-        request,
-        actor,
-    );
+    let statement =
+        invite_facts_statement(db.get_database_backend(), account_id, email, request, actor);
     let Some(row) = db.query_one_raw(statement).await? else {
         return Ok(None);
     };

@@ -59,7 +59,10 @@ fn col(alias: &'static str, column: impl IntoIden) -> Expr {
 }
 
 /// Selects every column of the table under `alias`, named `<alias>_<column>`.
-fn select_all<C: Iterable + IdenStatic + IntoIden>(query: &mut SelectStatement, alias: &'static str) {
+fn select_all<C: Iterable + IdenStatic + IntoIden>(
+    query: &mut SelectStatement,
+    alias: &'static str,
+) {
     for column in C::iter() {
         let name = format!("{alias}_{}", column.as_str());
         query.expr_as(col(alias, column), Alias::new(name));
@@ -104,7 +107,10 @@ fn caller_query(reader: Reader<'_>, account_id: Uuid, now: DateTime<Utc>) -> Sel
                 .and_where(col(CALLER, membership::Column::Status).eq(ACTIVE));
         }
     }
-    query.expr_as(col(CALLER, membership::Column::Role), Alias::new(CALLER_ROLE));
+    query.expr_as(
+        col(CALLER, membership::Column::Role),
+        Alias::new(CALLER_ROLE),
+    );
     query
 }
 
@@ -301,9 +307,20 @@ mod tests {
     #[test]
     fn print_sql() {
         let hash = SecretHash::of("x");
-        let s = member_statement(DatabaseBackend::Postgres, Reader::ApiToken(&hash), Uuid::nil(), Uuid::nil(), Utc::now());
+        let s = member_statement(
+            DatabaseBackend::Postgres,
+            Reader::ApiToken(&hash),
+            Uuid::nil(),
+            Uuid::nil(),
+            Utc::now(),
+        );
         println!("{}", s.sql);
-        let s = caller_statement(DatabaseBackend::Postgres, Reader::User(Uuid::nil()), Uuid::nil(), Utc::now());
+        let s = caller_statement(
+            DatabaseBackend::Postgres,
+            Reader::User(Uuid::nil()),
+            Uuid::nil(),
+            Utc::now(),
+        );
         println!("{}", s.sql);
     }
 }
