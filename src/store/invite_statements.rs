@@ -214,3 +214,62 @@ pub(super) async fn write_rows(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Credential;
+    use crate::store::readers::tests::{script_statements, with_values};
+    use chrono::Utc;
+
+    #[test]
+    fn the_pgbench_script_of_invite_user_reads_the_facts_the_service_reads() {
+        let token = Credential {
+            token_id: Uuid::nil(),
+            account_id: Uuid::nil(),
+            issuer_id: Uuid::nil(),
+            role: Role::Administrators,
+            expires_at: None,
+            last_used_at: None,
+        };
+        let actor = Actor::new(Uuid::nil(), Acting::ApiToken(token), "", Utc::now());
+        let email = Email::parse("ada@example.com").unwrap();
+        let statement =
+            invite_facts_statement(DatabaseBackend::Postgres, Uuid::nil(), &email, None, &actor);
+        let expected = with_values(
+            &statement.sql,
+            &[
+                ":admin_id",
+                "'active'",
+                ":admin_id",
+                "'bench' || :n::text || '@invite.example'",
+                ":token_id",
+                "now()",
+                ":account_id",
+            ],
+        );
+        let script = script_statements(include_str!("../../benches/pgbench/invite_user.sql"));
+        assert!(script.contains(&expected), "{expected}");
+    }
+
+    #[test]
+    fn one_insert_is_sent_alone_and_several_are_chained() {
+        let insert = |table: &str| {
+            Query::insert()
+                .into_table(Alias::new(table))
+                .columns([Alias::new("id")])
+                .values_panic([Uuid::nil().into()])
+                .to_owned()
+        };
+        let one = chained_inserts(DatabaseBackend::Postgres, &[insert("a")]).unwrap();
+        assert!(one.sql.starts_with("INSERT"));
+        let three = chained_inserts(
+            DatabaseBackend::Postgres,
+            &[insert("a"), insert("b"), insert("c")],
+        )
+        .unwrap();
+        assert!(three.sql.starts_with("WITH"), "{}", three.sql);
+        assert_eq!(three.sql.matches("INSERT INTO").count(), 3);
+        assert!(chained_inserts(DatabaseBackend::Postgres, &[]).is_none());
+    }
+}

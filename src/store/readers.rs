@@ -301,26 +301,65 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// The statement with its placeholders replaced, last first (`$10` before `$1`).
+    pub(crate) fn with_values(sql: &str, values: &[&str]) -> String {
+        let mut sql = sql.to_string();
+        for (n, value) in values.iter().enumerate().rev() {
+            sql = sql.replace(&format!("${}", n + 1), value);
+        }
+        sql
+    }
+
+    /// The statements of a pgbench script, without its comments and meta-commands.
+    pub(crate) fn script_statements(script: &str) -> Vec<String> {
+        script
+            .lines()
+            .filter(|line| !line.starts_with("--") && !line.starts_with('\\') && !line.is_empty())
+            .map(|line| line.trim_end_matches(';').to_string())
+            .collect()
+    }
+
     #[test]
-    fn print_sql() {
+    fn the_pgbench_script_of_get_user_sends_what_the_service_sends() {
         let hash = SecretHash::of("x");
-        let s = member_statement(
+        let statement = member_statement(
             DatabaseBackend::Postgres,
             Reader::ApiToken(&hash),
             Uuid::nil(),
             Uuid::nil(),
             Utc::now(),
         );
-        println!("{}", s.sql);
-        let s = caller_statement(
-            DatabaseBackend::Postgres,
+        let expected = with_values(
+            &statement.sql,
+            &[
+                ":account_id",
+                "'active'",
+                ":account_id",
+                ":account_id",
+                ":user_id",
+                "'invited'",
+                ":token_hash",
+                "now()",
+                "1",
+            ],
+        );
+        let script = script_statements(include_str!("../../benches/pgbench/get_user.sql"));
+        assert_eq!(script, [expected]);
+    }
+
+    #[test]
+    fn a_user_reads_without_a_token_and_only_members_find_the_target() {
+        let statement = member_statement(
+            DatabaseBackend::Sqlite,
             Reader::User(Uuid::nil()),
+            Uuid::nil(),
             Uuid::nil(),
             Utc::now(),
         );
-        println!("{}", s.sql);
+        assert!(!statement.sql.contains("api_tokens"));
+        assert!(statement.sql.contains(r#""cm"."role" IS NOT NULL"#));
     }
 }
