@@ -89,7 +89,7 @@ impl Store {
             .ok_or(Error::InvitationNotFound)?
             .account_id;
         lock_account_shared(&tx, account_id).await?;
-        membership::Entity::find_by_id(pending.membership_id)
+        let membership = membership::Entity::find_by_id(pending.membership_id)
             .lock_exclusive()
             .one(&tx)
             .await?
@@ -107,16 +107,11 @@ impl Store {
                 None => Error::InvitationNotFound,
             });
         }
-        let invitation = invitation::Entity::find()
-            .filter(invitation::Column::SecretHash.eq(hash.as_str()))
+        // The consumed invitation is the one found above (a secret has one invitation), and
+        // the membership's row has been locked since: neither is read again.
+        let user = user::Entity::find_by_id(membership.user_id)
             .one(&tx)
             .await?
-            .ok_or(Error::InvitationNotFound)?;
-        let (membership, user) = membership::Entity::find_by_id(invitation.membership_id)
-            .find_also_related(user::Entity)
-            .one(&tx)
-            .await?
-            .and_then(|(membership, user)| Some((membership, user?)))
             .ok_or(Error::InvitationNotFound)?;
         let accepted = Accepted {
             account_id: membership.account_id,

@@ -219,6 +219,7 @@ impl Store {
         renewed.invitation_expires_at = Set(Some(expires_at));
         renewed.invited_by = Set(Some(actor.user_id));
         let membership = renewed.update(&tx).await?;
+        let invitee_own = Some((user.name.clone(), rows::language(&user.language)?));
         let mut member = rows::member(membership, user, now)?;
         let delivery = outbox::enqueue_invitation(
             &tx,
@@ -231,6 +232,7 @@ impl Store {
                 expires_at,
                 now,
             },
+            invitee_own,
         )
         .await?;
         member.invitation_delivery = Some(delivery);

@@ -19,7 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::{account, invitation, membership, outbox, user};
-use super::{Error, Store, rows};
+use super::{Error, Store};
 use crate::domain::{
     DeliveryState, InvitationDelivery, InvitationEmail, InvitationKind, InvitationSecret, Language,
     Member,
@@ -85,11 +85,13 @@ pub(super) struct EmailNames {
 }
 
 /// Queues the invitation email in the inviting transaction, with the account's and the
-/// inviter's names as they are now. Returns the delivery of the queued email.
+/// inviter's names as they are now; `invitee_own` is the invitee's user as the transaction
+/// read it. Returns the delivery of the queued email.
 pub(super) async fn enqueue_invitation(
     db: &impl ConnectionTrait,
     inviter_id: Uuid,
     invitation: &Invitation<'_>,
+    invitee_own: Option<(String, Language)>,
 ) -> Result<InvitationDelivery, Error> {
     let account_name = account::Entity::find_by_id(invitation.invitee.account_id)
         .one(db)
@@ -101,13 +103,6 @@ pub(super) async fn enqueue_invitation(
         .await?
         .map(|inviter| inviter.name)
         .unwrap_or_default();
-    let invitee_own = match user::Entity::find_by_id(invitation.invitee.user_id)
-        .one(db)
-        .await?
-    {
-        Some(own) => Some((own.name, rows::language(&own.language)?)),
-        None => None,
-    };
     let names = EmailNames {
         account_name,
         inviter_name,
