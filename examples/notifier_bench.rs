@@ -498,6 +498,7 @@ fn invite_request(
         role: pb::Role::Users as i32,
         cloud_access: None,
         request_id: None,
+        ..Default::default()
     });
     let authorization = format!("APIKey {}", account.api_token.expose()).parse()?;
     request

@@ -43,6 +43,8 @@ pub enum AppError {
     Notifier(String),
     #[error("JWT settings: {0}")]
     Jwt(String),
+    #[error("settings: {0}")]
+    Settings(String),
 }
 
 /// Server reflection advertising every service served, both reflection versions included,
@@ -67,7 +69,11 @@ pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
     Ok(UserService::new(
         store,
         Arc::new(SystemClock),
-        settings.invitations.ttl,
+        settings
+            .invitations
+            .lifetimes()
+            .map_err(AppError::Settings)?,
+        &settings.mail.accept_url,
         settings.tokens.limits(),
         Arc::new(Notify::new()),
         None,
@@ -159,7 +165,11 @@ impl Application {
         let users = UserService::new(
             store.clone(),
             clock,
-            settings.invitations.ttl,
+            settings
+                .invitations
+                .lifetimes()
+                .map_err(AppError::Settings)?,
+            &settings.mail.accept_url,
             settings.tokens.limits(),
             outbox_wake.clone(),
             jwt,

@@ -12,6 +12,67 @@ use super::{Language, Member, MemberStatus, Refusal};
 /// A member's invitation is resent at most this often (R8).
 pub const RESEND_INTERVAL: TimeDelta = TimeDelta::minutes(1);
 
+/// How long invitation links work: the default, and the range a caller may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    default: TimeDelta,
+    shortest: TimeDelta,
+    longest: TimeDelta,
+}
+
+impl Lifetimes {
+    /// The default applies when a caller asks for none; it may lie outside the range a
+    /// caller may ask for (an operator may want shorter links by default).
+    pub fn new(
+        default: TimeDelta,
+        shortest: TimeDelta,
+        longest: TimeDelta,
+    ) -> Result<Self, String> {
+        if shortest > longest {
+            return Err(format!(
+                "the shortest requested invitation lifetime ({}s) is longer than the longest ({}s)",
+                shortest.num_seconds(),
+                longest.num_seconds()
+            ));
+        }
+        Ok(Self {
+            default,
+            shortest,
+            longest,
+        })
+    }
+
+    /// The lifetime of a link: the one asked for, if it is in range, or the default.
+    pub fn choose(&self, requested: Option<TimeDelta>) -> Result<TimeDelta, String> {
+        match requested {
+            None => Ok(self.default),
+            Some(ttl) if ttl < self.shortest || ttl > self.longest => Err(format!(
+                "must be between {} and {}",
+                spoken(self.shortest),
+                spoken(self.longest)
+            )),
+            Some(ttl) => Ok(ttl),
+        }
+    }
+}
+
+/// A lifetime as `90m`, `24h` or `30d`: the largest unit that divides it, down to seconds.
+fn spoken(lifetime: TimeDelta) -> String {
+    let seconds = lifetime.num_seconds();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The page that accepts an invitation, with the link's secret as its `token` parameter.
+pub fn accept_link(accept_url: &str, secret: &str) -> String {
+    let separator = if accept_url.contains('?') { '&' } else { '?' };
+    format!("{accept_url}{separator}token={secret}")
+}
+
 /// Which kind of email an invitation sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,5 +302,45 @@ mod tests {
         let back: InvitationEmail = serde_json::from_str(&erased).unwrap();
         assert_eq!(back, email.without_secret());
         assert!(!format!("{email:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_requested_lifetime_is_kept_in_range_and_the_default_fills_in() {
+        let lifetimes = Lifetimes::new(
+            TimeDelta::minutes(5),
+            TimeDelta::hours(1),
+            TimeDelta::days(7),
+        )
+        .unwrap();
+        assert_eq!(lifetimes.choose(None), Ok(TimeDelta::minutes(5)));
+        assert_eq!(
+            lifetimes.choose(Some(TimeDelta::hours(1))),
+            Ok(TimeDelta::hours(1))
+        );
+        assert_eq!(
+            lifetimes.choose(Some(TimeDelta::days(7))),
+            Ok(TimeDelta::days(7))
+        );
+        let refusal = Err("must be between 1h and 7d".to_string());
+        assert_eq!(lifetimes.choose(Some(TimeDelta::minutes(59))), refusal);
+        assert_eq!(
+            lifetimes.choose(Some(TimeDelta::days(7) + TimeDelta::seconds(1))),
+            refusal
+        );
+        assert!(
+            Lifetimes::new(TimeDelta::hours(1), TimeDelta::days(2), TimeDelta::days(1)).is_err()
+        );
+    }
+
+    #[test]
+    fn the_accept_link_carries_the_secret_as_its_token_parameter() {
+        assert_eq!(
+            accept_link("https://console.example/accept", "abc"),
+            "https://console.example/accept?token=abc"
+        );
+        assert_eq!(
+            accept_link("https://console.example/accept?from=mail", "abc"),
+            "https://console.example/accept?from=mail&token=abc"
+        );
     }
 }

@@ -32,9 +32,10 @@ impl pb::user_management_server::UserManagement for UserApi {
     ) -> Result<Response<pb::InviteUserResponse>, Status> {
         let caller = caller(&request)?;
         let invite = convert::invite(request.into_inner())?;
-        let member = self.users.invite(&caller, invite).await?;
+        let invitation = self.users.invite(&caller, invite).await?;
         Ok(Response::new(pb::InviteUserResponse {
-            user: Some(convert::user(member)),
+            user: Some(convert::user(invitation.member)),
+            accept_url: convert::returned_link(invitation.accept_url),
         }))
     }
 
@@ -43,10 +44,11 @@ impl pb::user_management_server::UserManagement for UserApi {
         request: Request<pb::ResendInvitationRequest>,
     ) -> Result<Response<pb::ResendInvitationResponse>, Status> {
         let caller = caller(&request)?;
-        let (account_id, user_id) = convert::resend(request.into_inner())?;
-        let member = self.users.resend(&caller, account_id, user_id).await?;
+        let resend = convert::resend(request.into_inner())?;
+        let invitation = self.users.resend(&caller, resend).await?;
         Ok(Response::new(pb::ResendInvitationResponse {
-            user: Some(convert::user(member)),
+            user: Some(convert::user(invitation.member)),
+            accept_url: convert::returned_link(invitation.accept_url),
         }))
     }
 

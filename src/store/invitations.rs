@@ -15,7 +15,7 @@ use super::rows::{self, INVITED};
 use super::{Error, Store, lock_account_shared, members};
 use crate::domain::{
     Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationKind, InvitationSecret,
-    Language, Member, Role,
+    Language, LinkDelivery, Member, Role,
     administrators::check_administrator,
     invitation::{ExistingUser, check_resend, invitation_kind},
 };
@@ -36,6 +36,8 @@ pub struct NewInvitation<'a> {
     pub secret: &'a InvitationSecret,
     pub expires_at: DateTime<Utc>,
     pub request: Option<InviteRequestId>,
+    /// Queue the invitation's email; without it the link goes back to the caller.
+    pub send_email: bool,
 }
 
 /// What an invitation did.
@@ -118,22 +120,25 @@ impl Store {
             actor.now,
         )
         .await?;
-        let delivery = outbox::enqueue_invitation(
-            &tx,
-            actor.user_id,
-            &Invitation {
-                invitation_id,
-                invitee: &member,
-                kind,
-                secret: new.secret,
-                expires_at: new.expires_at,
-                now: actor.now,
-            },
-        )
-        .await?;
-        member.invitation_delivery = Some(delivery);
+        if new.send_email {
+            let delivery = outbox::enqueue_invitation(
+                &tx,
+                actor.user_id,
+                &Invitation {
+                    invitation_id,
+                    invitee: &member,
+                    kind,
+                    secret: new.secret,
+                    expires_at: new.expires_at,
+                    now: actor.now,
+                },
+            )
+            .await?;
+            member.invitation_delivery = Some(delivery);
+        }
         Event::new(actor, new.account_id, AuditAction::UserInvited)
             .user(user_id)
+            .link(LinkDelivery::when_sending(new.send_email))
             .record(&tx)
             .await?;
         if let Some(request) = &new.request {
@@ -161,6 +166,7 @@ impl Store {
         user_id: Uuid,
         secret: &InvitationSecret,
         expires_at: DateTime<Utc>,
+        send_email: bool,
         actor: &Actor,
     ) -> Result<Member, Error> {
         let now = actor.now;
@@ -209,22 +215,25 @@ impl Store {
         renewed.invited_by = Set(Some(actor.user_id));
         let membership = renewed.update(&tx).await?;
         let mut member = rows::member(membership, user, now)?;
-        let delivery = outbox::enqueue_invitation(
-            &tx,
-            actor.user_id,
-            &Invitation {
-                invitation_id,
-                invitee: &member,
-                kind,
-                secret,
-                expires_at,
-                now,
-            },
-        )
-        .await?;
-        member.invitation_delivery = Some(delivery);
+        if send_email {
+            let delivery = outbox::enqueue_invitation(
+                &tx,
+                actor.user_id,
+                &Invitation {
+                    invitation_id,
+                    invitee: &member,
+                    kind,
+                    secret,
+                    expires_at,
+                    now,
+                },
+            )
+            .await?;
+            member.invitation_delivery = Some(delivery);
+        }
         Event::new(actor, account_id, AuditAction::InvitationResent)
             .user(user_id)
+            .link(LinkDelivery::when_sending(send_email))
             .record(&tx)
             .await?;
         tx.commit().await?;

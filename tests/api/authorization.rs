@@ -243,6 +243,7 @@ impl World {
                 let request = pb::ResendInvitationRequest {
                     account_id,
                     user_id: invited.id,
+                    ..Default::default()
                 };
                 users
                     .resend_invitation(self.authorize(caller, request))

@@ -37,6 +37,7 @@ async fn hostile_strings_are_refused_or_harmless_but_never_internal() {
                         role: 1,
                         cloud_access: None,
                         request_id: Some(nasty.into()),
+                        ..Default::default()
                     },
                 ))
                 .await

@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod hostile_input;
+mod invitation_options;
 mod invitations;
 mod invite_user;
 mod jwt_idp;

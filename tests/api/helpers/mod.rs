@@ -317,6 +317,8 @@ pub fn invite_request(
         role: role as i32,
         cloud_access: None,
         request_id: None,
+        invitation_ttl: None,
+        send_email: None,
     }
 }
 
