@@ -431,6 +431,8 @@ fn settings(database_url: &str, sink: &Sink, notifier: bool, pool_size: u32) -> 
     settings.mail.smtp_pool_size = pool_size;
     settings.mail.smtp_timeout = SMTP_TIMEOUT;
     settings.notifier.enabled = notifier;
+    // The benchmark invites far more than an account's daily quota.
+    settings.invitations.quota = usermgmt::config::QuotaSetting(None);
     settings
 }
 

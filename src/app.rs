@@ -77,7 +77,8 @@ pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
         settings.tokens.limits(),
         Arc::new(Notify::new()),
         None,
-    ))
+    )
+    .with_invite_quota(settings.invitations.quota.0))
 }
 
 /// The store on the settings' database, its calls waiting at most the database timeout for a
@@ -174,6 +175,7 @@ impl Application {
             outbox_wake.clone(),
             jwt,
         )
+        .with_invite_quota(settings.invitations.quota.0)
         .with_metrics(metrics.clone());
         Ok(Self {
             listener,

@@ -10,7 +10,10 @@ use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
-use crate::domain::{TokenLimits, invitation::Lifetimes};
+use crate::domain::{
+    TokenLimits,
+    invitation::{InviteQuota, Lifetimes},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -315,6 +318,29 @@ pub struct InvitationSettings {
         value_parser = RequestedTtl::parse
     )]
     pub ttl_max: RequestedTtl,
+
+    /// How many invitations and resends each account may make in a sliding window, shared
+    /// by every replica: `<count>/<window>`, e.g. `500/24h`; `0` turns the quota off.
+    #[arg(
+        id = "invite_quota",
+        long = "invite-quota",
+        value_name = "INVITE_QUOTA",
+        global = true,
+        env = "USERMGMT_INVITE_QUOTA",
+        default_value = "500/24h",
+        value_parser = QuotaSetting::parse
+    )]
+    pub quota: QuotaSetting,
+}
+
+/// The invitation quota, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaSetting(pub Option<InviteQuota>);
+
+impl QuotaSetting {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        InviteQuota::parse(raw).map(Self)
+    }
 }
 
 /// How emails are composed and handed over: an SMTP relay, or `.eml` files.

@@ -16,6 +16,7 @@ mod m20261130_000009_add_audit_actor_credential;
 mod m20261130_000010_add_outbox_lease;
 mod m20261130_000011_add_outbox_trace_context;
 mod m20261201_000014_add_audit_link_delivery;
+mod m20261201_000015_index_audit_invitations;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000010_add_outbox_lease::Migration),
             Box::new(m20261130_000011_add_outbox_trace_context::Migration),
             Box::new(m20261201_000014_add_audit_link_delivery::Migration),
+            Box::new(m20261201_000015_index_audit_invitations::Migration),
         ]
     }
 }

@@ -67,6 +67,67 @@ fn spoken(lifetime: TimeDelta) -> String {
     }
 }
 
+/// How many invitations and resends an account may make in a sliding window; `None` in
+/// [`InviteQuota::parse`] for `0`, which turns the quota off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InviteQuota {
+    pub limit: u32,
+    pub window: TimeDelta,
+}
+
+impl InviteQuota {
+    /// `<count>/<window>`, e.g. `500/24h`; `0` for no quota. The window is 1 minute to
+    /// 30 days.
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw == "0" {
+            return Ok(None);
+        }
+        let (limit, window) = raw
+            .split_once('/')
+            .ok_or("must be `<count>/<window>`, e.g. `500/24h`, or `0` for none")?;
+        let limit: u32 = limit
+            .trim()
+            .parse()
+            .map_err(|_| "the count must be a whole number from 1")?;
+        if limit == 0 {
+            return Err("the count must be at least 1 (`0` alone turns the quota off)".into());
+        }
+        let window = humantime::parse_duration(window.trim()).map_err(|e| e.to_string())?;
+        if window < std::time::Duration::from_secs(60)
+            || window > std::time::Duration::from_secs(30 * 86_400)
+        {
+            return Err("the window must be between 1m and 30days".into());
+        }
+        let window = TimeDelta::from_std(window).map_err(|e| e.to_string())?;
+        Ok(Some(Self { limit, window }))
+    }
+
+    /// Whether one more invitation fits. `pushing_out` is when the invitation that keeps the
+    /// account at its limit was made: the `limit`-th newest before this one, if there are
+    /// that many in the window; the account may invite again once it leaves the window.
+    pub fn check(
+        &self,
+        pushing_out: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        match pushing_out {
+            Some(made_at) if made_at > now - self.window => {
+                let retry_after = (made_at + self.window - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(std::time::Duration::from_secs(1));
+                Err(Refusal::InviteQuotaExhausted {
+                    limit: self.limit,
+                    window: spoken(self.window),
+                    retry_after,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The page that accepts an invitation, with the link's secret as its `token` parameter.
 pub fn accept_link(accept_url: &str, secret: &str) -> String {
     let separator = if accept_url.contains('?') { '&' } else { '?' };
@@ -341,6 +402,43 @@ mod tests {
         assert_eq!(
             accept_link("https://console.example/accept?from=mail", "abc"),
             "https://console.example/accept?from=mail&token=abc"
+        );
+    }
+
+    #[test]
+    fn an_invite_quota_reads_count_and_window_or_zero_for_none() {
+        assert_eq!(InviteQuota::parse("0"), Ok(None));
+        assert_eq!(
+            InviteQuota::parse("500/24h"),
+            Ok(Some(InviteQuota {
+                limit: 500,
+                window: TimeDelta::hours(24)
+            }))
+        );
+        for bad in [
+            "", "500", "0/24h", "-1/24h", "x/24h", "5/soon", "5/1s", "5/31days",
+        ] {
+            assert!(InviteQuota::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_quota_refuses_until_the_invitation_holding_the_limit_leaves_the_window() {
+        let quota = InviteQuota {
+            limit: 2,
+            window: TimeDelta::hours(1),
+        };
+        let now: DateTime<Utc> = "2026-11-30T12:00:00Z".parse().unwrap();
+        assert_eq!(quota.check(None, now), Ok(()));
+        assert_eq!(quota.check(Some(now - TimeDelta::hours(1)), now), Ok(()));
+        let refused = quota.check(Some(now - TimeDelta::minutes(45)), now);
+        assert_eq!(
+            refused,
+            Err(Refusal::InviteQuotaExhausted {
+                limit: 2,
+                window: "1h".into(),
+                retry_after: std::time::Duration::from_secs(15 * 60),
+            })
         );
     }
 }

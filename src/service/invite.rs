@@ -92,6 +92,7 @@ impl UserService {
                         request_hash: request.fingerprint(&cloud_access),
                     }),
                 send_email: request.send_email,
+                quota: self.invite_quota,
             };
             match self.store.invite(&new, &actor).await {
                 Ok(Invited::Created { member, kind }) => {

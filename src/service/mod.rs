@@ -37,7 +37,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::domain::{Actor, Member, TokenLimits, invitation::Lifetimes};
+use crate::domain::{
+    Actor, Member, TokenLimits,
+    invitation::{InviteQuota, Lifetimes},
+};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -47,6 +50,8 @@ pub struct UserService {
     store: Store,
     clock: SharedClock,
     lifetimes: Lifetimes,
+    /// Invitations and resends per account and window, if limited.
+    invite_quota: Option<InviteQuota>,
     /// The page invitation links lead to, for links returned to the caller.
     accept_url: Arc<str>,
     token_limits: TokenLimits,
@@ -74,6 +79,7 @@ impl UserService {
             store,
             clock,
             lifetimes,
+            invite_quota: None,
             accept_url: accept_url.into(),
             token_limits,
             passwords: PasswordHasher::new(cores),
@@ -81,6 +87,14 @@ impl UserService {
             jwt: jwt.map(Arc::new),
             credentials: Arc::new(credential_cache::CredentialCache::new()),
             metrics: Metrics::default(),
+        }
+    }
+
+    /// Limits each account's invitations and resends per window.
+    pub fn with_invite_quota(self, invite_quota: Option<InviteQuota>) -> Self {
+        Self {
+            invite_quota,
+            ..self
         }
     }
 

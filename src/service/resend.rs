@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::{Caller, Error, Invitation, UserService};
 use crate::domain::InvitationSecret;
+use crate::store::Renewal;
 
 /// A validated ResendInvitation request.
 #[derive(Debug)]
@@ -28,9 +29,12 @@ impl UserService {
             .resend(
                 request.account_id,
                 request.user_id,
-                &secret,
-                expires_at,
-                request.send_email,
+                &Renewal {
+                    secret: &secret,
+                    expires_at,
+                    send_email: request.send_email,
+                    quota: self.invite_quota,
+                },
                 &actor,
             )
             .await?;

@@ -11,13 +11,14 @@ use uuid::Uuid;
 use super::audit::Event;
 use super::entity::{invitation, invite_request, membership, user};
 use super::outbox::{self, Invitation};
+use super::quota::check_invite_quota;
 use super::rows::{self, INVITED};
 use super::{Error, Store, lock_account_shared, members};
 use crate::domain::{
     Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationKind, InvitationSecret,
     Language, LinkDelivery, Member, Role,
     administrators::check_administrator,
-    invitation::{ExistingUser, check_resend, invitation_kind},
+    invitation::{ExistingUser, InviteQuota, check_resend, invitation_kind},
 };
 
 /// The caller's `request_id` of an invitation (AIP-155) and a hash of what it asked.
@@ -38,6 +39,18 @@ pub struct NewInvitation<'a> {
     pub request: Option<InviteRequestId>,
     /// Queue the invitation's email; without it the link goes back to the caller.
     pub send_email: bool,
+    /// The account's invitation quota, if any.
+    pub quota: Option<InviteQuota>,
+}
+
+/// A resend's new link.
+pub struct Renewal<'a> {
+    pub secret: &'a InvitationSecret,
+    pub expires_at: DateTime<Utc>,
+    /// Queue the email; without it the link goes back to the caller.
+    pub send_email: bool,
+    /// The account's invitation quota, if any.
+    pub quota: Option<InviteQuota>,
 }
 
 /// What an invitation did.
@@ -153,6 +166,7 @@ impl Store {
             .insert(&tx)
             .await?;
         }
+        check_invite_quota(&tx, new.account_id, new.quota, actor.now).await?;
         tx.commit().await?;
         Ok(Invited::Created { member, kind })
     }
@@ -164,11 +178,15 @@ impl Store {
         &self,
         account_id: Uuid,
         user_id: Uuid,
-        secret: &InvitationSecret,
-        expires_at: DateTime<Utc>,
-        send_email: bool,
+        renewal: &Renewal<'_>,
         actor: &Actor,
     ) -> Result<Member, Error> {
+        let Renewal {
+            secret,
+            expires_at,
+            send_email,
+            quota,
+        } = *renewal;
         let now = actor.now;
         let tx = self.begin_write().await?;
         lock_account_shared(&tx, account_id).await?;
@@ -236,6 +254,7 @@ impl Store {
             .link(LinkDelivery::when_sending(send_email))
             .record(&tx)
             .await?;
+        check_invite_quota(&tx, account_id, quota, now).await?;
         tx.commit().await?;
         Ok(member)
     }

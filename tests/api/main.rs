@@ -18,6 +18,7 @@ mod helpers;
 mod hostile_input;
 mod invitation_options;
 mod invitations;
+mod invite_quota;
 mod invite_user;
 mod jwt_idp;
 mod limits;
