@@ -54,8 +54,8 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .include_reflection_service(false)
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // The google.rpc error details, so grpcurl can print them.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        // The google.rpc error model and details, so grpcurl can print them.
+        .register_encoded_file_descriptor_set(pb::GOOGLE_RPC_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }

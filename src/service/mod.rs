@@ -3,6 +3,7 @@
 
 mod accept;
 mod audit;
+mod batch;
 mod caller;
 mod credential_cache;
 mod delete;
@@ -18,6 +19,7 @@ mod tokens;
 mod update;
 
 pub use audit::{AuditPage, AuditQuery};
+pub use batch::MAX_BATCH_ROWS;
 pub use caller::Caller;
 pub use credential_cache::UNKNOWN_FOR as UNKNOWN_TOKEN_REMEMBERED_FOR;
 pub use error::{Cause, Error, FieldViolation, Violations};

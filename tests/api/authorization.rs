@@ -42,6 +42,7 @@ const CALLERS: [Caller; 11] = [
 #[derive(Clone, Copy, Debug)]
 enum Rpc {
     InviteUser,
+    BatchInviteUsers,
     ResendInvitation,
     AcceptInvitation,
     GetUser,
@@ -63,9 +64,13 @@ use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as 
 /// Expected codes, one column per caller in the order of `CALLERS`:
 /// Admin, Engineer, PlainUser, LowerRoleToken, OtherAccountAdmin, DeletedMember,
 /// NoCredential, ForgedApiKey, ExpiredJwt, WronglySignedJwt, ExpiringToken.
-const POLICY: [(Rpc, [Code; 11]); 13] = [
+const POLICY: [(Rpc, [Code; 11]); 14] = [
     (
         Rpc::InviteUser,
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
+    ),
+    (
+        Rpc::BatchInviteUsers,
         [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
     ),
     (
@@ -232,6 +237,21 @@ impl World {
                 );
                 users
                     .invite_user(self.authorize(caller, request))
+                    .await
+                    .map(drop)
+            }
+            Rpc::BatchInviteUsers => {
+                let request = pb::BatchInviteUsersRequest {
+                    account_id,
+                    requests: vec![invite_request(
+                        app.account_id,
+                        "Cell",
+                        &format!("{cell}@example.com"),
+                        pb::Role::Users,
+                    )],
+                };
+                users
+                    .batch_invite_users(self.authorize(caller, request))
                     .await
                     .map(drop)
             }

@@ -4,6 +4,7 @@ mod api_tokens;
 mod audit;
 mod auth;
 mod authorization;
+mod batch_invite;
 mod bootstrap;
 mod credentials;
 mod database_outage;

@@ -8,7 +8,7 @@ mod users;
 
 pub use audit::{audit_event, list_audit};
 pub use tokens::{create_token, delete_token, list_tokens, token};
-pub use users::{accept, delete, get, invite, list, resend, update, user};
+pub use users::{accept, batch_invite, delete, get, invite, list, resend, update, user};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};

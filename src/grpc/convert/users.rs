@@ -101,6 +101,33 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
     })
 }
 
+/// The batch's account and its rows, each parsed as InviteUser would parse it; a row's own
+/// `account_id` may be empty (the batch's) or the batch's.
+pub fn batch_invite(
+    request: pb::BatchInviteUsersRequest,
+) -> Result<(Uuid, Vec<Result<Invite, Error>>), Error> {
+    let pb::BatchInviteUsersRequest {
+        account_id,
+        requests,
+    } = request;
+    let account = uuid(&account_id).map_err(|reason| Error::invalid("account_id", reason))?;
+    let rows = requests
+        .into_iter()
+        .map(|mut row| {
+            if row.account_id.is_empty() {
+                row.account_id.clone_from(&account_id);
+            } else if uuid(&row.account_id) != Ok(account) {
+                return Err(Error::invalid(
+                    "account_id",
+                    "must be empty or the batch's account_id",
+                ));
+            }
+            invite(row)
+        })
+        .collect();
+    Ok((account, rows))
+}
+
 pub fn get(request: pb::GetUserRequest) -> Result<(Uuid, Uuid), Error> {
     let pb::GetUserRequest {
         account_id,
