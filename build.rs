@@ -18,9 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
-    // The google.rpc error model, vendored for clients in proto/google/rpc. Compiled here so
-    // that a copy that no longer parses fails the build; a test compares it with the
-    // descriptors the service serves (tonic-types').
+    // The google.rpc error model, vendored in proto/google/rpc: the contract imports its
+    // Status, and reflection serves these files (a test compares their messages with the
+    // types tonic-types encodes the details with).
     let google_rpc = protox::compile(GOOGLE_RPC, ["proto"])?;
     fs::write(
         out_dir.join("google_rpc_descriptor.bin"),
@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // google.rpc.Status in batch results: tonic-types' generated type.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

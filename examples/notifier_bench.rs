@@ -431,6 +431,8 @@ fn settings(database_url: &str, sink: &Sink, notifier: bool, pool_size: u32) -> 
     settings.mail.smtp_pool_size = pool_size;
     settings.mail.smtp_timeout = SMTP_TIMEOUT;
     settings.notifier.enabled = notifier;
+    // The benchmark invites far more than an account's daily quota.
+    settings.invitations.quota = usermgmt::config::QuotaSetting(None);
     settings
 }
 
@@ -498,6 +500,7 @@ fn invite_request(
         role: pb::Role::Users as i32,
         cloud_access: None,
         request_id: None,
+        ..Default::default()
     });
     let authorization = format!("APIKey {}", account.api_token.expose()).parse()?;
     request

@@ -43,6 +43,8 @@ pub enum AppError {
     Notifier(String),
     #[error("JWT settings: {0}")]
     Jwt(String),
+    #[error("settings: {0}")]
+    Settings(String),
 }
 
 /// Server reflection advertising every service served, both reflection versions included,
@@ -52,8 +54,8 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .include_reflection_service(false)
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // The google.rpc error details, so grpcurl can print them.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        // The google.rpc error model and details, so grpcurl can print them.
+        .register_encoded_file_descriptor_set(pb::GOOGLE_RPC_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
@@ -67,11 +69,16 @@ pub async fn service(settings: &Settings) -> Result<UserService, AppError> {
     Ok(UserService::new(
         store,
         Arc::new(SystemClock),
-        settings.invitations.ttl,
+        settings
+            .invitations
+            .lifetimes()
+            .map_err(AppError::Settings)?,
+        &settings.mail.accept_url,
         settings.tokens.limits(),
         Arc::new(Notify::new()),
         None,
-    ))
+    )
+    .with_invite_quota(settings.invitations.quota.0))
 }
 
 /// The store on the settings' database, its calls waiting at most the database timeout for a
@@ -159,11 +166,16 @@ impl Application {
         let users = UserService::new(
             store.clone(),
             clock,
-            settings.invitations.ttl,
+            settings
+                .invitations
+                .lifetimes()
+                .map_err(AppError::Settings)?,
+            &settings.mail.accept_url,
             settings.tokens.limits(),
             outbox_wake.clone(),
             jwt,
         )
+        .with_invite_quota(settings.invitations.quota.0)
         .with_metrics(metrics.clone());
         Ok(Self {
             listener,

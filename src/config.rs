@@ -10,7 +10,10 @@ use chrono::TimeDelta;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
-use crate::domain::TokenLimits;
+use crate::domain::{
+    TokenLimits,
+    invitation::{InviteQuota, Lifetimes},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -289,6 +292,55 @@ pub struct InvitationSettings {
         value_parser = InvitationTtl::parse
     )]
     pub ttl: InvitationTtl,
+
+    /// The shortest lifetime a caller may ask for in `invitation_ttl`: from 1 hour to
+    /// 30 days.
+    #[arg(
+        id = "invitation_ttl_min",
+        long = "invitation-ttl-min",
+        value_name = "INVITATION_TTL_MIN",
+        global = true,
+        env = "USERMGMT_INVITATION_TTL_MIN",
+        default_value = "1h",
+        value_parser = RequestedTtl::parse
+    )]
+    pub ttl_min: RequestedTtl,
+
+    /// The longest lifetime a caller may ask for in `invitation_ttl`: from 1 hour to
+    /// 30 days, and not below the shortest.
+    #[arg(
+        id = "invitation_ttl_max",
+        long = "invitation-ttl-max",
+        value_name = "INVITATION_TTL_MAX",
+        global = true,
+        env = "USERMGMT_INVITATION_TTL_MAX",
+        default_value = "30days",
+        value_parser = RequestedTtl::parse
+    )]
+    pub ttl_max: RequestedTtl,
+
+    /// How many invitations and resends each account may make in a sliding window, shared
+    /// by every replica: `<count>/<window>`, e.g. `500/24h`; `0` turns the quota off.
+    #[arg(
+        id = "invite_quota",
+        long = "invite-quota",
+        value_name = "INVITE_QUOTA",
+        global = true,
+        env = "USERMGMT_INVITE_QUOTA",
+        default_value = "500/24h",
+        value_parser = QuotaSetting::parse
+    )]
+    pub quota: QuotaSetting,
+}
+
+/// The invitation quota, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaSetting(pub Option<InviteQuota>);
+
+impl QuotaSetting {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        InviteQuota::parse(raw).map(Self)
+    }
 }
 
 /// How emails are composed and handed over: an SMTP relay, or `.eml` files.
@@ -537,6 +589,39 @@ impl InvitationTtl {
     pub const MAX: Duration = minutes(30 * 24 * 60);
 
     /// A lifetime such as `24h` or `90m`, within the bounds.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let duration = duration_between(Self::MIN, Self::MAX)(raw)?;
+        TimeDelta::from_std(duration)
+            .map(Self)
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn as_delta(self) -> TimeDelta {
+        self.0
+    }
+}
+
+impl InvitationSettings {
+    /// The default lifetime of a link and the range callers may ask for.
+    pub fn lifetimes(&self) -> Result<Lifetimes, String> {
+        Lifetimes::new(
+            self.ttl.as_delta(),
+            self.ttl_min.as_delta(),
+            self.ttl_max.as_delta(),
+        )
+        .map_err(|e| format!("USERMGMT_INVITATION_TTL_MIN/_MAX: {e}"))
+    }
+}
+
+/// A bound on the lifetimes callers may ask for: from 1 hour to 30 days.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestedTtl(TimeDelta);
+
+impl RequestedTtl {
+    pub const MIN: Duration = minutes(60);
+    pub const MAX: Duration = InvitationTtl::MAX;
+
+    /// A bound such as `1h` or `7days`, within 1 hour and 30 days.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let duration = duration_between(Self::MIN, Self::MAX)(raw)?;
         TimeDelta::from_std(duration)

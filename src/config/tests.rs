@@ -6,7 +6,7 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 41] = [
+const SETTINGS: [(&str, &str, &str); 44] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
@@ -50,6 +50,17 @@ const SETTINGS: [(&str, &str, &str); 41] = [
     ("USERMGMT_TCP_KEEPALIVE", "tcp-keepalive", "Server"),
     ("USERMGMT_DATABASE_URL", "database-url", "Database"),
     ("USERMGMT_INVITATION_TTL", "invitation-ttl", "Invitations"),
+    (
+        "USERMGMT_INVITATION_TTL_MIN",
+        "invitation-ttl-min",
+        "Invitations",
+    ),
+    (
+        "USERMGMT_INVITATION_TTL_MAX",
+        "invitation-ttl-max",
+        "Invitations",
+    ),
+    ("USERMGMT_INVITE_QUOTA", "invite-quota", "Invitations"),
     ("USERMGMT_SMTP_URL", "smtp-url", "Mail"),
     ("USERMGMT_MAIL_DIR", "mail-dir", "Mail"),
     ("USERMGMT_MAIL_FROM", "mail-from", "Mail"),

@@ -138,6 +138,44 @@ pub struct AuditEvent {
     pub request_id: String,
     pub changes: Vec<FieldChange>,
     pub created_at: DateTime<Utc>,
+    /// For an invitation or a resend: how its link went to the invitee.
+    pub link_delivery: Option<LinkDelivery>,
+}
+
+/// How an invitation's link reaches the invitee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkDelivery {
+    /// Emailed by the service's notifier.
+    Email,
+    /// Returned in the answer, once, for the caller to deliver.
+    ReturnedToCaller,
+}
+
+impl LinkDelivery {
+    pub const ALL: [LinkDelivery; 2] = [LinkDelivery::Email, LinkDelivery::ReturnedToCaller];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkDelivery::Email => "email",
+            LinkDelivery::ReturnedToCaller => "caller",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|delivery| delivery.as_str() == stored)
+    }
+
+    /// Emailed when `send_email`, else returned to the caller.
+    pub fn when_sending(send_email: bool) -> Self {
+        if send_email {
+            LinkDelivery::Email
+        } else {
+            LinkDelivery::ReturnedToCaller
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,5 +228,9 @@ mod tests {
             assert_eq!(AuditAction::parse(action.as_str()), Some(action));
         }
         assert_eq!(AuditAction::parse("user.exploded"), None);
+        for delivery in LinkDelivery::ALL {
+            assert_eq!(LinkDelivery::parse(delivery.as_str()), Some(delivery));
+        }
+        assert_eq!(LinkDelivery::parse("pigeon"), None);
     }
 }

@@ -12,6 +12,128 @@ use super::{Language, Member, MemberStatus, Refusal};
 /// A member's invitation is resent at most this often (R8).
 pub const RESEND_INTERVAL: TimeDelta = TimeDelta::minutes(1);
 
+/// How long invitation links work: the default, and the range a caller may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    default: TimeDelta,
+    shortest: TimeDelta,
+    longest: TimeDelta,
+}
+
+impl Lifetimes {
+    /// The default applies when a caller asks for none; it may lie outside the range a
+    /// caller may ask for (an operator may want shorter links by default).
+    pub fn new(
+        default: TimeDelta,
+        shortest: TimeDelta,
+        longest: TimeDelta,
+    ) -> Result<Self, String> {
+        if shortest > longest {
+            return Err(format!(
+                "the shortest requested invitation lifetime ({}s) is longer than the longest ({}s)",
+                shortest.num_seconds(),
+                longest.num_seconds()
+            ));
+        }
+        Ok(Self {
+            default,
+            shortest,
+            longest,
+        })
+    }
+
+    /// The lifetime of a link: the one asked for, if it is in range, or the default.
+    pub fn choose(&self, requested: Option<TimeDelta>) -> Result<TimeDelta, String> {
+        match requested {
+            None => Ok(self.default),
+            Some(ttl) if ttl < self.shortest || ttl > self.longest => Err(format!(
+                "must be between {} and {}",
+                spoken(self.shortest),
+                spoken(self.longest)
+            )),
+            Some(ttl) => Ok(ttl),
+        }
+    }
+}
+
+/// A lifetime as `90m`, `24h` or `30d`: the largest unit that divides it, down to seconds.
+fn spoken(lifetime: TimeDelta) -> String {
+    let seconds = lifetime.num_seconds();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// How many invitations and resends an account may make in a sliding window; `None` in
+/// [`InviteQuota::parse`] for `0`, which turns the quota off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InviteQuota {
+    pub limit: u32,
+    pub window: TimeDelta,
+}
+
+impl InviteQuota {
+    /// `<count>/<window>`, e.g. `500/24h`; `0` for no quota. The window is 1 minute to
+    /// 30 days.
+    pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        let raw = raw.trim();
+        if raw == "0" {
+            return Ok(None);
+        }
+        let (limit, window) = raw
+            .split_once('/')
+            .ok_or("must be `<count>/<window>`, e.g. `500/24h`, or `0` for none")?;
+        let limit: u32 = limit
+            .trim()
+            .parse()
+            .map_err(|_| "the count must be a whole number from 1")?;
+        if limit == 0 {
+            return Err("the count must be at least 1 (`0` alone turns the quota off)".into());
+        }
+        let window = humantime::parse_duration(window.trim()).map_err(|e| e.to_string())?;
+        if window < std::time::Duration::from_secs(60)
+            || window > std::time::Duration::from_secs(30 * 86_400)
+        {
+            return Err("the window must be between 1m and 30days".into());
+        }
+        let window = TimeDelta::from_std(window).map_err(|e| e.to_string())?;
+        Ok(Some(Self { limit, window }))
+    }
+
+    /// Whether one more invitation fits. `pushing_out` is when the invitation that keeps the
+    /// account at its limit was made: the `limit`-th newest before this one, if there are
+    /// that many in the window; the account may invite again once it leaves the window.
+    pub fn check(
+        &self,
+        pushing_out: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refusal> {
+        match pushing_out {
+            Some(made_at) if made_at > now - self.window => {
+                let retry_after = (made_at + self.window - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(std::time::Duration::from_secs(1));
+                Err(Refusal::InviteQuotaExhausted {
+                    limit: self.limit,
+                    window: spoken(self.window),
+                    retry_after,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The page that accepts an invitation, with the link's secret as its `token` parameter.
+pub fn accept_link(accept_url: &str, secret: &str) -> String {
+    let separator = if accept_url.contains('?') { '&' } else { '?' };
+    format!("{accept_url}{separator}token={secret}")
+}
+
 /// Which kind of email an invitation sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,5 +363,82 @@ mod tests {
         let back: InvitationEmail = serde_json::from_str(&erased).unwrap();
         assert_eq!(back, email.without_secret());
         assert!(!format!("{email:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_requested_lifetime_is_kept_in_range_and_the_default_fills_in() {
+        let lifetimes = Lifetimes::new(
+            TimeDelta::minutes(5),
+            TimeDelta::hours(1),
+            TimeDelta::days(7),
+        )
+        .unwrap();
+        assert_eq!(lifetimes.choose(None), Ok(TimeDelta::minutes(5)));
+        assert_eq!(
+            lifetimes.choose(Some(TimeDelta::hours(1))),
+            Ok(TimeDelta::hours(1))
+        );
+        assert_eq!(
+            lifetimes.choose(Some(TimeDelta::days(7))),
+            Ok(TimeDelta::days(7))
+        );
+        let refusal = Err("must be between 1h and 7d".to_string());
+        assert_eq!(lifetimes.choose(Some(TimeDelta::minutes(59))), refusal);
+        assert_eq!(
+            lifetimes.choose(Some(TimeDelta::days(7) + TimeDelta::seconds(1))),
+            refusal
+        );
+        assert!(
+            Lifetimes::new(TimeDelta::hours(1), TimeDelta::days(2), TimeDelta::days(1)).is_err()
+        );
+    }
+
+    #[test]
+    fn the_accept_link_carries_the_secret_as_its_token_parameter() {
+        assert_eq!(
+            accept_link("https://console.example/accept", "abc"),
+            "https://console.example/accept?token=abc"
+        );
+        assert_eq!(
+            accept_link("https://console.example/accept?from=mail", "abc"),
+            "https://console.example/accept?from=mail&token=abc"
+        );
+    }
+
+    #[test]
+    fn an_invite_quota_reads_count_and_window_or_zero_for_none() {
+        assert_eq!(InviteQuota::parse("0"), Ok(None));
+        assert_eq!(
+            InviteQuota::parse("500/24h"),
+            Ok(Some(InviteQuota {
+                limit: 500,
+                window: TimeDelta::hours(24)
+            }))
+        );
+        for bad in [
+            "", "500", "0/24h", "-1/24h", "x/24h", "5/soon", "5/1s", "5/31days",
+        ] {
+            assert!(InviteQuota::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_quota_refuses_until_the_invitation_holding_the_limit_leaves_the_window() {
+        let quota = InviteQuota {
+            limit: 2,
+            window: TimeDelta::hours(1),
+        };
+        let now: DateTime<Utc> = "2026-11-30T12:00:00Z".parse().unwrap();
+        assert_eq!(quota.check(None, now), Ok(()));
+        assert_eq!(quota.check(Some(now - TimeDelta::hours(1)), now), Ok(()));
+        let refused = quota.check(Some(now - TimeDelta::minutes(45)), now);
+        assert_eq!(
+            refused,
+            Err(Refusal::InviteQuotaExhausted {
+                limit: 2,
+                window: "1h".into(),
+                retry_after: std::time::Duration::from_secs(15 * 60),
+            })
+        );
     }
 }

@@ -20,7 +20,7 @@ pub mod services;
 mod status;
 pub mod token;
 
-pub use audit::{Acting, Actor, AuditAction, AuditEvent, FieldChange};
+pub use audit::{Acting, Actor, AuditAction, AuditEvent, FieldChange, LinkDelivery};
 pub use cloud_access::{CloudAccess, ProjectCloudRole, ProjectRole};
 pub use delivery::{DeliveryState, InvitationDelivery};
 pub use email::Email;

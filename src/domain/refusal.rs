@@ -46,6 +46,13 @@ pub enum Refusal {
     /// The member accepted their invitation: there is nothing to resend.
     #[error("User {user_id} has already accepted the invitation to account {account_id}")]
     InvitationAccepted { account_id: Uuid, user_id: Uuid },
+    /// The account made as many invitations and resends as its quota allows in the window.
+    #[error("The account has made {limit} invitations and resends in the last {window}, as many as it may; try again in {} s", retry_after.as_secs().max(1))]
+    InviteQuotaExhausted {
+        limit: u32,
+        window: String,
+        retry_after: Duration,
+    },
     /// The member's invitation was sent too recently.
     #[error("The invitation of user {user_id} was sent less than a minute ago; try again in {} s", retry_after.as_secs().max(1))]
     ResendTooSoon {

@@ -23,6 +23,11 @@ pub mod pb {
     /// The encoded descriptors of the contract, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/usermgmt_descriptor.bin"));
+
+    /// The encoded descriptors of `proto/google/rpc/` (the error model and its details), for
+    /// server reflection: grpcurl decodes error details and batch results with them.
+    pub const GOOGLE_RPC_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
 }
 
 #[cfg(test)]
@@ -30,16 +35,15 @@ mod tests {
     use prost::Message;
     use prost_types::{FileDescriptorProto, FileDescriptorSet};
 
-    /// `proto/google/rpc/*.proto`, compiled by the build script.
-    const VENDORED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/google_rpc_descriptor.bin"));
+    const VENDORED: &[u8] = super::pb::GOOGLE_RPC_DESCRIPTOR_SET;
 
     fn files(encoded: &[u8]) -> Vec<FileDescriptorProto> {
         FileDescriptorSet::decode(encoded).unwrap().file
     }
 
-    /// The copies clients generate from are the error model the service answers with and
-    /// serves by reflection (from tonic-types, which names its files without the
-    /// `google/rpc/` directory), message for message.
+    /// The copies clients generate from, which reflection serves, are the error model the
+    /// service encodes with (tonic-types', which names its files without the `google/rpc/`
+    /// directory), message for message.
     #[test]
     fn the_vendored_google_rpc_protos_are_the_ones_served() {
         let served = files(tonic_types::pb::FILE_DESCRIPTOR_SET);
@@ -62,15 +66,16 @@ mod tests {
         }
     }
 
-    /// Our contract does not import google.rpc, so reflection holds one definition of each
-    /// google.rpc message: tonic-types'.
+    /// The contract's import of google.rpc.Status is the vendored file, so reflection holds
+    /// one definition of each google.rpc message.
     #[test]
-    fn the_contract_does_not_carry_its_own_copy_of_google_rpc() {
+    fn the_contract_imports_the_vendored_status() {
         let ours = files(super::pb::FILE_DESCRIPTOR_SET);
-        let names: Vec<&str> = ours.iter().map(|file| file.name()).collect();
-        assert!(
-            ours.iter().all(|file| file.package() != "google.rpc"),
-            "{names:?}"
-        );
+        let status = ours
+            .iter()
+            .find(|file| file.name() == "google/rpc/status.proto")
+            .expect("the contract imports google/rpc/status.proto");
+        let vendored = files(VENDORED);
+        assert!(vendored.contains(status));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use tonic_types::{ErrorDetails, FieldViolation, QuotaViolation, StatusExt};
 
 use crate::domain::Refusal;
 use crate::service::Error;
@@ -114,6 +114,26 @@ fn refused(refusal: Refusal, message: String) -> Status {
             "INVITATION_ALREADY_ACCEPTED",
             ids([("account_id", account_id), ("user_id", user_id)]),
         ),
+        Refusal::InviteQuotaExhausted {
+            limit,
+            ref window,
+            retry_after,
+        } => {
+            let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+            details.set_quota_failure(vec![QuotaViolation::new(
+                "account",
+                format!("{limit} invitations and resends per {window}"),
+            )]);
+            details.set_error_info(
+                "INVITE_QUOTA_EXHAUSTED",
+                DOMAIN,
+                HashMap::from([
+                    ("limit".into(), limit.to_string()),
+                    ("window".into(), window.clone()),
+                ]),
+            );
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
         Refusal::ResendTooSoon {
             user_id,
             retry_after,

@@ -42,6 +42,19 @@ pub(super) async fn invalid(users: &UserService, presented: &Presented, error: E
     }
 }
 
+/// A status as the `google.rpc.Status` message a call answered with it would carry.
+fn rpc_status(status: &Status) -> tonic_types::pb::Status {
+    use prost::Message;
+    tonic_types::pb::Status::decode(status.details())
+        .ok()
+        .filter(|decoded| decoded.code == status.code() as i32)
+        .unwrap_or_else(|| tonic_types::pb::Status {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+            details: Vec::new(),
+        })
+}
+
 #[tonic::async_trait]
 impl pb::user_management_server::UserManagement for UserApi {
     async fn invite_user(
@@ -50,10 +63,38 @@ impl pb::user_management_server::UserManagement for UserApi {
     ) -> Result<Response<pb::InviteUserResponse>, Status> {
         let caller = caller(&request)?;
         let invite = convert::invite(request.into_inner())?;
-        let member = self.users.invite(&caller, invite).await?;
+        let invitation = self.users.invite(&caller, invite).await?;
         Ok(Response::new(pb::InviteUserResponse {
-            user: Some(convert::user(member)),
+            user: Some(convert::user(invitation.member)),
+            accept_url: convert::returned_link(invitation.accept_url),
         }))
+    }
+
+    async fn batch_invite_users(
+        &self,
+        request: Request<pb::BatchInviteUsersRequest>,
+    ) -> Result<Response<pb::BatchInviteUsersResponse>, Status> {
+        let caller = caller(&request)?;
+        let (account_id, rows) = convert::batch_invite(request.into_inner())?;
+        let answers = self.users.batch_invite(&caller, account_id, rows).await?;
+        let results = answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(invitation) => pb::BatchInviteResult {
+                    result: Some(pb::batch_invite_result::Result::User(convert::user(
+                        invitation.member,
+                    ))),
+                    accept_url: convert::returned_link(invitation.accept_url),
+                },
+                Err(error) => pb::BatchInviteResult {
+                    result: Some(pb::batch_invite_result::Result::Error(rpc_status(
+                        &error.into(),
+                    ))),
+                    accept_url: String::new(),
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::BatchInviteUsersResponse { results }))
     }
 
     async fn resend_invitation(
@@ -61,10 +102,11 @@ impl pb::user_management_server::UserManagement for UserApi {
         request: Request<pb::ResendInvitationRequest>,
     ) -> Result<Response<pb::ResendInvitationResponse>, Status> {
         let caller = caller(&request)?;
-        let (account_id, user_id) = convert::resend(request.into_inner())?;
-        let member = self.users.resend(&caller, account_id, user_id).await?;
+        let resend = convert::resend(request.into_inner())?;
+        let invitation = self.users.resend(&caller, resend).await?;
         Ok(Response::new(pb::ResendInvitationResponse {
-            user: Some(convert::user(member)),
+            user: Some(convert::user(invitation.member)),
+            accept_url: convert::returned_link(invitation.accept_url),
         }))
     }
 

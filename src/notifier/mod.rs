@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::config::{MailSettings, NotifierSettings};
-use crate::domain::InvitationEmail;
+use crate::domain::{InvitationEmail, invitation::accept_link};
 use crate::metrics::Metrics;
 use crate::store::{self, OutboxEmail, Store};
 
@@ -361,12 +361,7 @@ impl Composer {
             .secret
             .as_deref()
             .ok_or("the outbox row has no link secret")?;
-        let separator = if self.accept_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let link = format!("{}{separator}token={secret}", self.accept_url);
+        let link = accept_link(&self.accept_url, secret);
         let rendered = self.templates.render(invitation, &link)?;
         let to = Mailbox::new(
             Some(invitation.invitee_name.clone()),

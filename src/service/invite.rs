@@ -1,10 +1,13 @@
 //! InviteUser (R1–R6).
 
+use chrono::TimeDelta;
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::{Caller, Error, UserService};
 use crate::domain::{
     CloudAccess, DisplayName, Email, InvitationSecret, Language, Member, Role, SecretHash,
+    invitation::accept_link,
 };
 use crate::store::{self, InviteRequestId, Invited, NewInvitation};
 
@@ -20,20 +23,39 @@ pub struct Invite {
     pub cloud_access: Option<CloudAccess>,
     /// Makes a retry safe (AIP-155).
     pub request_id: Option<String>,
+    /// How long the link works; `None`: the default.
+    pub ttl: Option<TimeDelta>,
+    /// Queue the email; without it the link goes back to the caller.
+    pub send_email: bool,
+}
+
+/// A pending invitation as its inviter gets it back.
+#[derive(Debug)]
+pub struct Invitation {
+    pub member: Member,
+    /// The link with its secret, when the caller delivers it (`send_email` false); given
+    /// this once, as the service keeps only the secret's hash.
+    pub accept_url: Option<SecretString>,
 }
 
 impl Invite {
     /// What the request asked, so a reused `request_id` with another request is caught.
     fn fingerprint(&self, cloud_access: &CloudAccess) -> String {
-        let canonical = serde_json::json!([
-            self.account_id,
-            self.name.as_str(),
-            self.email.as_str(),
-            self.language.code(),
-            self.role.id(),
-            cloud_access,
-        ]);
-        SecretHash::of(&canonical.to_string()).into_string()
+        let mut canonical = vec![
+            serde_json::json!(self.account_id),
+            self.name.as_str().into(),
+            self.email.as_str().into(),
+            self.language.code().into(),
+            self.role.id().into(),
+            serde_json::json!(cloud_access),
+        ];
+        // Asked only when not the defaults, so requests recorded before these fields
+        // existed still match their retries.
+        if self.ttl.is_some() || !self.send_email {
+            canonical.push(self.ttl.map(|ttl| ttl.num_seconds()).into());
+            canonical.push(self.send_email.into());
+        }
+        SecretHash::of(&serde_json::Value::Array(canonical).to_string()).into_string()
     }
 }
 
@@ -43,7 +65,7 @@ const ATTEMPTS: usize = 3;
 
 impl UserService {
     #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err(level = "info"))]
-    pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<Member, Error> {
+    pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<Invitation, Error> {
         let cloud_access = request
             .cloud_access
             .clone()
@@ -61,7 +83,7 @@ impl UserService {
                 role: request.role,
                 cloud_access: &cloud_access,
                 secret: &secret,
-                expires_at: self.invitation_expiry(actor.now)?,
+                expires_at: self.invitation_expiry(actor.now, request.ttl)?,
                 request: request
                     .request_id
                     .as_ref()
@@ -69,17 +91,26 @@ impl UserService {
                         request_id: request_id.clone(),
                         request_hash: request.fingerprint(&cloud_access),
                     }),
+                send_email: request.send_email,
+                quota: self.invite_quota,
             };
             match self.store.invite(&new, &actor).await {
                 Ok(Invited::Created { member, kind }) => {
                     self.outbox_wake.notify_one();
                     self.metrics.invitation_created();
-                    tracing::info!(user_id = %member.user_id, kind = kind.as_str(), "user invited");
-                    return Ok(member);
+                    tracing::info!(user_id = %member.user_id, kind = kind.as_str(), send_email = request.send_email, "user invited");
+                    return Ok(Invitation {
+                        member,
+                        accept_url: self.returned_link(request.send_email, &secret),
+                    });
                 }
                 Ok(Invited::Repeated(member)) => {
                     tracing::info!(user_id = %member.user_id, "repeated invitation request answered again");
-                    return Ok(member);
+                    // The first answer's link is not kept: it cannot be given again.
+                    return Ok(Invitation {
+                        member,
+                        accept_url: None,
+                    });
                 }
                 Err(store::Error::Conflict(_)) if attempt < ATTEMPTS => {
                     tracing::debug!("concurrent invitation of the same email; retrying");
@@ -87,5 +118,16 @@ impl UserService {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+}
+
+impl UserService {
+    /// The link for the caller to deliver, unless the service emails it.
+    pub(super) fn returned_link(
+        &self,
+        send_email: bool,
+        secret: &InvitationSecret,
+    ) -> Option<SecretString> {
+        (!send_email).then(|| accept_link(&self.accept_url, secret.expose()).into())
     }
 }

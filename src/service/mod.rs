@@ -3,6 +3,7 @@
 
 mod accept;
 mod audit;
+mod batch;
 mod caller;
 mod credential_cache;
 mod delete;
@@ -18,14 +19,16 @@ mod tokens;
 mod update;
 
 pub use audit::{AuditPage, AuditQuery};
+pub use batch::MAX_BATCH_ROWS;
 pub use caller::{Caller, Presented};
 pub use credential_cache::UNKNOWN_FOR as UNKNOWN_TOKEN_REMEMBERED_FOR;
 pub use error::{Cause, Error, FieldViolation, Violations};
-pub use invite::Invite;
+pub use invite::{Invitation, Invite};
 pub use jwt::JwtVerifier;
 pub use list::{ListPage, ListQuery};
 pub use operator::NewAccount;
 pub use password::PasswordHasher;
+pub use resend::Resend;
 pub use tokens::{IssuedToken, NewApiToken, TokenPage, TokenQuery};
 pub use update::UserUpdate;
 
@@ -36,8 +39,10 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::config::InvitationTtl;
-use crate::domain::{Actor, Member, Role, TokenLimits};
+use crate::domain::{
+    Actor, Member, Role, TokenLimits,
+    invitation::{InviteQuota, Lifetimes},
+};
 use crate::metrics::Metrics;
 use crate::store::{ReadFacts, Store};
 
@@ -46,7 +51,11 @@ use crate::store::{ReadFacts, Store};
 pub struct UserService {
     store: Store,
     clock: SharedClock,
-    invitation_ttl: TimeDelta,
+    lifetimes: Lifetimes,
+    /// Invitations and resends per account and window, if limited.
+    invite_quota: Option<InviteQuota>,
+    /// The page invitation links lead to, for links returned to the caller.
+    accept_url: Arc<str>,
     token_limits: TokenLimits,
     passwords: PasswordHasher,
     /// Wakes the notifier when an email was committed.
@@ -61,7 +70,8 @@ impl UserService {
     pub fn new(
         store: Store,
         clock: SharedClock,
-        invitation_ttl: InvitationTtl,
+        lifetimes: Lifetimes,
+        accept_url: &str,
         token_limits: TokenLimits,
         outbox_wake: Arc<Notify>,
         jwt: Option<JwtVerifier>,
@@ -70,13 +80,23 @@ impl UserService {
         Self {
             store,
             clock,
-            invitation_ttl: invitation_ttl.as_delta(),
+            lifetimes,
+            invite_quota: None,
+            accept_url: accept_url.into(),
             token_limits,
             passwords: PasswordHasher::new(cores),
             outbox_wake,
             jwt: jwt.map(Arc::new),
             credentials: Arc::new(credential_cache::CredentialCache::new()),
             metrics: Metrics::default(),
+        }
+    }
+
+    /// Limits each account's invitations and resends per window.
+    pub fn with_invite_quota(self, invite_quota: Option<InviteQuota>) -> Self {
+        Self {
+            invite_quota,
+            ..self
         }
     }
 
@@ -173,13 +193,21 @@ impl UserService {
         Ok((reading.caller, reading.role))
     }
 
-    /// When an invitation sent at `now` expires. The lifetime is bounded, so only a clock
-    /// at the very end of the calendar fails this.
-    pub fn invitation_expiry(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, Error> {
-        now.checked_add_signed(self.invitation_ttl)
-            .ok_or(Error::Internal(
-                "the invitation's expiry is past the last date",
-            ))
+    /// When an invitation sent at `now` expires: after the lifetime the caller asked for,
+    /// if it is in range, or the default. The lifetime is bounded, so only a clock at the
+    /// very end of the calendar fails this.
+    pub fn invitation_expiry(
+        &self,
+        now: DateTime<Utc>,
+        requested: Option<TimeDelta>,
+    ) -> Result<DateTime<Utc>, Error> {
+        let lifetime = self
+            .lifetimes
+            .choose(requested)
+            .map_err(|reason| Error::invalid("invitation_ttl", reason))?;
+        now.checked_add_signed(lifetime).ok_or(Error::Internal(
+            "the invitation's expiry is past the last date",
+        ))
     }
 
     /// The caller acting now, for the audit trail.

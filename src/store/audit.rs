@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::entity::audit_event;
 use super::{Error, Store, rows};
-use crate::domain::{Actor, AuditAction, AuditEvent, FieldChange};
+use crate::domain::{Actor, AuditAction, AuditEvent, FieldChange, LinkDelivery};
 
 /// An event about to be recorded: built from the actor, then told what it targets.
 pub struct Event<'a> {
@@ -18,6 +18,7 @@ pub struct Event<'a> {
     target_user_id: Option<Uuid>,
     target_token_id: Option<Uuid>,
     changes: Vec<FieldChange>,
+    link_delivery: Option<LinkDelivery>,
 }
 
 impl<'a> Event<'a> {
@@ -29,6 +30,7 @@ impl<'a> Event<'a> {
             target_user_id: None,
             target_token_id: None,
             changes: Vec::new(),
+            link_delivery: None,
         }
     }
 
@@ -47,6 +49,12 @@ impl<'a> Event<'a> {
         self
     }
 
+    /// How the invitation's link went out.
+    pub fn link(mut self, delivery: LinkDelivery) -> Self {
+        self.link_delivery = Some(delivery);
+        self
+    }
+
     /// Writes the event with the transaction it belongs to.
     pub async fn record(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
         audit_event::ActiveModel {
@@ -62,6 +70,9 @@ impl<'a> Event<'a> {
                 serde_json::to_string(&self.changes).map_err(|e| DbErr::Custom(e.to_string()))?
             ),
             created_at: Set(self.actor.now),
+            link_delivery: Set(self
+                .link_delivery
+                .map(|delivery| delivery.as_str().to_string())),
         }
         .insert(db)
         .await?;

@@ -12,13 +12,14 @@ use super::audit::Event;
 use super::entity::{invitation, invite_request, membership, outbox as outbox_entity, user};
 use super::invite_statements::{invite_facts, write_rows};
 use super::outbox::{self, EmailNames, Invitation};
+use super::quota::check_invite_quota;
 use super::rows::{self, INVITED};
 use super::{Error, Store, lock_account_shared, members};
 use crate::domain::{
     Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationDelivery, InvitationKind,
-    InvitationSecret, Language, Member, Role,
+    InvitationSecret, Language, LinkDelivery, Member, Role,
     administrators::check_administrator,
-    invitation::{ExistingUser, check_resend, invitation_kind},
+    invitation::{ExistingUser, InviteQuota, check_resend, invitation_kind},
     token::effective_role,
 };
 
@@ -38,6 +39,20 @@ pub struct NewInvitation<'a> {
     pub secret: &'a InvitationSecret,
     pub expires_at: DateTime<Utc>,
     pub request: Option<InviteRequestId>,
+    /// Queue the invitation's email; without it the link goes back to the caller.
+    pub send_email: bool,
+    /// The account's invitation quota, if any.
+    pub quota: Option<InviteQuota>,
+}
+
+/// A resend's new link.
+pub struct Renewal<'a> {
+    pub secret: &'a InvitationSecret,
+    pub expires_at: DateTime<Utc>,
+    /// Queue the email; without it the link goes back to the caller.
+    pub send_email: bool,
+    /// The account's invitation quota, if any.
+    pub quota: Option<InviteQuota>,
 }
 
 /// What an invitation did.
@@ -126,22 +141,24 @@ impl Store {
         );
         let user_id = user.id;
         let mut member = rows::member(membership, user, actor.now)?;
-        let email = outbox::invitation_email(
-            &Invitation {
-                invitation_id,
-                invitee: &member,
-                kind,
-                secret: new.secret,
-                expires_at: new.expires_at,
-                now: actor.now,
-            },
-            EmailNames {
-                account_name: facts.account_name,
-                inviter_name: facts.inviter_name,
-                invitee_own,
-            },
-        )?;
-        inserts.push(outbox_entity::Entity::insert(email).into_query());
+        if new.send_email {
+            let email = outbox::invitation_email(
+                &Invitation {
+                    invitation_id,
+                    invitee: &member,
+                    kind,
+                    secret: new.secret,
+                    expires_at: new.expires_at,
+                    now: actor.now,
+                },
+                EmailNames {
+                    account_name: facts.account_name,
+                    inviter_name: facts.inviter_name,
+                    invitee_own,
+                },
+            )?;
+            inserts.push(outbox_entity::Entity::insert(email).into_query());
+        }
         if let Some(request) = &new.request {
             let remembered = invite_request::ActiveModel {
                 caller_id: Set(actor.user_id),
@@ -154,11 +171,15 @@ impl Store {
             inserts.push(invite_request::Entity::insert(remembered).into_query());
         }
         write_rows(&tx, &inserts).await?;
-        member.invitation_delivery = Some(InvitationDelivery::queued());
+        if new.send_email {
+            member.invitation_delivery = Some(InvitationDelivery::queued());
+        }
         Event::new(actor, new.account_id, AuditAction::UserInvited)
             .user(user_id)
+            .link(LinkDelivery::when_sending(new.send_email))
             .record(&tx)
             .await?;
+        check_invite_quota(&tx, new.account_id, new.quota, actor.now).await?;
         tx.commit().await?;
         Ok(Invited::Created { member, kind })
     }
@@ -170,10 +191,15 @@ impl Store {
         &self,
         account_id: Uuid,
         user_id: Uuid,
-        secret: &InvitationSecret,
-        expires_at: DateTime<Utc>,
+        renewal: &Renewal<'_>,
         actor: &Actor,
     ) -> Result<Member, Error> {
+        let Renewal {
+            secret,
+            expires_at,
+            send_email,
+            quota,
+        } = *renewal;
         let now = actor.now;
         let tx = self.begin_write().await?;
         lock_account_shared(&tx, account_id).await?;
@@ -221,25 +247,29 @@ impl Store {
         let membership = renewed.update(&tx).await?;
         let invitee_own = Some((user.name.clone(), rows::language(&user.language)?));
         let mut member = rows::member(membership, user, now)?;
-        let delivery = outbox::enqueue_invitation(
-            &tx,
-            actor.user_id,
-            &Invitation {
-                invitation_id,
-                invitee: &member,
-                kind,
-                secret,
-                expires_at,
-                now,
-            },
-            invitee_own,
-        )
-        .await?;
-        member.invitation_delivery = Some(delivery);
+        if send_email {
+            let delivery = outbox::enqueue_invitation(
+                &tx,
+                actor.user_id,
+                &Invitation {
+                    invitation_id,
+                    invitee: &member,
+                    kind,
+                    secret,
+                    expires_at,
+                    now,
+                },
+                invitee_own,
+            )
+            .await?;
+            member.invitation_delivery = Some(delivery);
+        }
         Event::new(actor, account_id, AuditAction::InvitationResent)
             .user(user_id)
+            .link(LinkDelivery::when_sending(send_email))
             .record(&tx)
             .await?;
+        check_invite_quota(&tx, account_id, quota, now).await?;
         tx.commit().await?;
         Ok(member)
     }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::Error;
 use super::entity::{api_token, audit_event, membership, user};
 use crate::domain::{
-    ApiToken, AuditAction, AuditEvent, CloudAccess, Credential, InvitationKind, Language, Member,
-    MemberStatus, Role,
+    ApiToken, AuditAction, AuditEvent, CloudAccess, Credential, InvitationKind, Language,
+    LinkDelivery, Member, MemberStatus, Role,
     member::{InvitedProfile, Profile, visible_profile},
 };
 
@@ -124,5 +124,10 @@ pub fn audit_event(event: audit_event::Model) -> Result<AuditEvent, Error> {
         changes: serde_json::from_str(&event.changes)
             .map_err(|_| Error::Corrupt("audit changes"))?,
         created_at: event.created_at,
+        link_delivery: event
+            .link_delivery
+            .as_deref()
+            .map(|stored| LinkDelivery::parse(stored).ok_or(Error::Corrupt("link delivery")))
+            .transpose()?,
     })
 }

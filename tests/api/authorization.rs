@@ -42,6 +42,7 @@ const CALLERS: [Caller; 11] = [
 #[derive(Clone, Copy, Debug)]
 enum Rpc {
     InviteUser,
+    BatchInviteUsers,
     ResendInvitation,
     AcceptInvitation,
     GetUser,
@@ -63,9 +64,13 @@ use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as 
 /// Expected codes, one column per caller in the order of `CALLERS`:
 /// Admin, Engineer, PlainUser, LowerRoleToken, OtherAccountAdmin, DeletedMember,
 /// NoCredential, ForgedApiKey, ExpiredJwt, WronglySignedJwt, ExpiringToken.
-const POLICY: [(Rpc, [Code; 11]); 13] = [
+const POLICY: [(Rpc, [Code; 11]); 14] = [
     (
         Rpc::InviteUser,
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
+    ),
+    (
+        Rpc::BatchInviteUsers,
         [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
     ),
     (
@@ -235,6 +240,21 @@ impl World {
                     .await
                     .map(drop)
             }
+            Rpc::BatchInviteUsers => {
+                let request = pb::BatchInviteUsersRequest {
+                    account_id,
+                    requests: vec![invite_request(
+                        app.account_id,
+                        "Cell",
+                        &format!("{cell}@example.com"),
+                        pb::Role::Users,
+                    )],
+                };
+                users
+                    .batch_invite_users(self.authorize(caller, request))
+                    .await
+                    .map(drop)
+            }
             Rpc::ResendInvitation => {
                 let invited = app
                     .invite("Cell", &format!("{cell}@example.com"), pb::Role::Users)
@@ -243,6 +263,7 @@ impl World {
                 let request = pb::ResendInvitationRequest {
                     account_id,
                     user_id: invited.id,
+                    ..Default::default()
                 };
                 users
                     .resend_invitation(self.authorize(caller, request))

@@ -37,6 +37,23 @@ async fn hostile_strings_are_refused_or_harmless_but_never_internal() {
                         role: 1,
                         cloud_access: None,
                         request_id: Some(nasty.into()),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            users
+                .batch_invite_users(with_token(
+                    &app.admin_token,
+                    pb::BatchInviteUsersRequest {
+                        account_id: nasty.into(),
+                        requests: vec![pb::InviteUserRequest {
+                            account_id: nasty.into(),
+                            name: nasty.into(),
+                            email: nasty.into(),
+                            request_id: Some(nasty.into()),
+                            ..Default::default()
+                        }],
                     },
                 ))
                 .await

@@ -317,6 +317,7 @@ async fn resending_is_for_administrators_pending_invitations_and_at_most_once_a_
             pb::ResendInvitationRequest {
                 account_id: app.account_id.to_string(),
                 user_id: user.id.clone(),
+                ..Default::default()
             },
         ))
         .await

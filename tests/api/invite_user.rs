@@ -269,6 +269,8 @@ async fn each_bad_input_is_refused_naming_its_field_and_nothing_is_stored() {
                 role: 0,
                 cloud_access: None,
                 request_id: None,
+                invitation_ttl: None,
+                send_email: None,
             },
             vec!["account_id", "name", "email", "language", "role"],
         ),

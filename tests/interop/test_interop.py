@@ -298,6 +298,7 @@ def test_grpcurl_describe_service(server):
     description = grpcurl_ok(server, "describe", SERVICE, auth=False)
     for rpc in (
         "InviteUser",
+        "BatchInviteUsers",
         "ResendInvitation",
         "AcceptInvitation",
         "GetUser",
@@ -366,6 +367,24 @@ def test_grpcurl_invalid_invite_is_invalid_argument(server):
     result = grpcurl(server, f"{SERVICE}/InviteUser", data=invite)
     assert result.returncode != 0, f"expected a failure, got:\n{result.stdout}"
     assert "InvalidArgument" in result.stderr
+
+
+def test_grpcurl_batch_invite_answers_each_row(server):
+    bad = ada_invite(server) | {"email": "not-an-email", "account_id": ""}
+    good = ada_invite(server) | {"email": "batch.grpcurl@example.com", "account_id": ""}
+    answer = grpcurl_json(
+        server,
+        f"{SERVICE}/BatchInviteUsers",
+        {"account_id": server.account_id, "requests": [good, bad]},
+    )
+    first, second = answer["results"]
+    assert first["user"]["email"] == "batch.grpcurl@example.com"
+    assert first["user"]["status"] == "USER_STATUS_INVITED"
+    assert second["error"]["code"] == 3, second
+    # grpcurl decodes the details through reflection, as for a failed call.
+    details = second["error"]["details"]
+    bad_request = next(d for d in details if d["@type"].endswith("google.rpc.BadRequest"))
+    assert [v["field"] for v in bad_request["fieldViolations"]] == ["email"]
 
 
 # --------------------------------------------------------------------------------------
@@ -684,6 +703,39 @@ def invite(stub, server: Server, name: str, email: str) -> usermgmt_pb2.User:
         role=usermgmt_pb2.ROLE_USERS,
     )
     return stub.InviteUser(request, metadata=server.metadata, timeout=CALL_TIMEOUT).user
+
+
+def test_client_batch_invite_returns_rows_in_order_with_their_status(server, stub):
+    rows = [
+        usermgmt_pb2.InviteUserRequest(
+            name="Batch One",
+            email="batch.one@example.com",
+            language=usermgmt_pb2.LANGUAGE_EN,
+            role=usermgmt_pb2.ROLE_USERS,
+            send_email=False,
+        ),
+        usermgmt_pb2.InviteUserRequest(
+            name="Batch One Again",
+            email="Batch.One@example.com",
+            language=usermgmt_pb2.LANGUAGE_EN,
+            role=usermgmt_pb2.ROLE_USERS,
+        ),
+    ]
+    answer = stub.BatchInviteUsers(
+        usermgmt_pb2.BatchInviteUsersRequest(account_id=server.account_id, requests=rows),
+        metadata=server.metadata,
+        timeout=CALL_TIMEOUT,
+    )
+    first, second = answer.results
+    assert first.WhichOneof("result") == "user"
+    assert first.user.email == "batch.one@example.com"
+    assert "token=" in first.accept_url
+    assert second.WhichOneof("result") == "error"
+    assert second.error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    info = error_details_pb2.ErrorInfo()
+    assert any(detail.Unpack(info) for detail in second.error.details)
+    assert info.reason == "ALREADY_INVITED"
+    assert info.metadata["user_id"] == first.user.id
 
 
 def get_user(stub, server: Server, user_id: str) -> usermgmt_pb2.User:

@@ -1,7 +1,9 @@
 //! The audit trail's messages.
 
 use super::{optional_id, page_size, pb, timestamp, uuid};
-use crate::domain::{AuditAction as Action, AuditEvent, FieldChange, Language, MemberField};
+use crate::domain::{
+    AuditAction as Action, AuditEvent, FieldChange, Language, LinkDelivery, MemberField,
+};
 use crate::service::{AuditQuery, Error, Violations};
 
 fn action_to_proto(action: Action) -> pb::AuditAction {
@@ -95,6 +97,7 @@ pub fn audit_event(event: AuditEvent) -> pb::AuditEvent {
         request_id,
         changes,
         created_at,
+        link_delivery,
     } = event;
     pb::AuditEvent {
         id: id.to_string(),
@@ -120,6 +123,13 @@ pub fn audit_event(event: AuditEvent) -> pb::AuditEvent {
             )
             .collect(),
         create_time: Some(timestamp(created_at)),
+        link_delivery: link_delivery.map_or(
+            pb::LinkDelivery::Unspecified,
+            |delivery| match delivery {
+                LinkDelivery::Email => pb::LinkDelivery::Email,
+                LinkDelivery::ReturnedToCaller => pb::LinkDelivery::ReturnedToCaller,
+            },
+        ) as i32,
     }
 }
 

@@ -8,9 +8,10 @@ mod users;
 
 pub use audit::{audit_event, list_audit};
 pub use tokens::{create_token, delete_token, list_tokens, token};
-pub use users::{accept, delete, get, invite, list, resend, update, user};
+pub use users::{accept, batch_invite, delete, get, invite, list, resend, update, user};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use super::pb;
@@ -56,6 +57,28 @@ fn page_size(raw: i32) -> Result<u64, String> {
         0 => Ok(ListQuery::DEFAULT_PAGE_SIZE),
         size => Ok((size as u64).min(ListQuery::MAX_PAGE_SIZE)),
     }
+}
+
+/// A link returned to the caller, or empty.
+pub fn returned_link(link: Option<SecretString>) -> String {
+    link.map(|link| link.expose_secret().to_string())
+        .unwrap_or_default()
+}
+
+/// A lifetime in whole seconds; its range is the service's to check.
+fn lifetime(raw: Option<prost_types::Duration>) -> Result<Option<TimeDelta>, String> {
+    let Some(duration) = raw else {
+        return Ok(None);
+    };
+    if duration.nanos != 0 {
+        return Err("must be a whole number of seconds".into());
+    }
+    if duration.seconds <= 0 {
+        return Err("must be positive".into());
+    }
+    TimeDelta::try_seconds(duration.seconds)
+        .map(Some)
+        .ok_or_else(|| "is far too long".into())
 }
 
 fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {

@@ -3,12 +3,12 @@
 use uuid::Uuid;
 
 use super::cloud_access::{cloud_access, cloud_access_to_proto, service_roles};
-use super::{language, page_size, pb, role, timestamp, uuid};
+use super::{language, lifetime, page_size, pb, role, timestamp, uuid};
 use crate::domain::{
     DeliveryState, DisplayName, Email, InvitationDelivery, Language, Member, MemberChanges,
     MemberStatus,
 };
-use crate::service::{Error, Invite, ListQuery, UserUpdate, Violations};
+use crate::service::{Error, Invite, ListQuery, Resend, UserUpdate, Violations};
 
 fn status(raw: i32) -> Result<Option<MemberStatus>, String> {
     match pb::UserStatus::try_from(raw) {
@@ -39,6 +39,8 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         role: raw_role,
         cloud_access: raw_cloud_access,
         request_id,
+        invitation_ttl,
+        send_email,
     } = request;
     let mut v = Violations::default();
     let account_id = v.check("account_id", uuid(&account_id));
@@ -72,6 +74,7 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         Some(role),
         Some(cloud_access),
         Some(request_id),
+        Some(ttl),
     ) = (
         account_id,
         name,
@@ -80,6 +83,7 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         role,
         cloud_access,
         request_id,
+        v.check("invitation_ttl", lifetime(invitation_ttl)),
     )
     else {
         return Err(v.into_error());
@@ -92,7 +96,36 @@ pub fn invite(request: pb::InviteUserRequest) -> Result<Invite, Error> {
         role,
         cloud_access,
         request_id,
+        ttl,
+        send_email: send_email.unwrap_or(true),
     })
+}
+
+/// The batch's account and its rows, each parsed as InviteUser would parse it; a row's own
+/// `account_id` may be empty (the batch's) or the batch's.
+pub fn batch_invite(
+    request: pb::BatchInviteUsersRequest,
+) -> Result<(Uuid, Vec<Result<Invite, Error>>), Error> {
+    let pb::BatchInviteUsersRequest {
+        account_id,
+        requests,
+    } = request;
+    let account = uuid(&account_id).map_err(|reason| Error::invalid("account_id", reason))?;
+    let rows = requests
+        .into_iter()
+        .map(|mut row| {
+            if row.account_id.is_empty() {
+                row.account_id.clone_from(&account_id);
+            } else if uuid(&row.account_id) != Ok(account) {
+                return Err(Error::invalid(
+                    "account_id",
+                    "must be empty or the batch's account_id",
+                ));
+            }
+            invite(row)
+        })
+        .collect();
+    Ok((account, rows))
 }
 
 pub fn get(request: pb::GetUserRequest) -> Result<(Uuid, Uuid), Error> {
@@ -103,12 +136,26 @@ pub fn get(request: pb::GetUserRequest) -> Result<(Uuid, Uuid), Error> {
     member_ids(&account_id, &user_id)
 }
 
-pub fn resend(request: pb::ResendInvitationRequest) -> Result<(Uuid, Uuid), Error> {
+pub fn resend(request: pb::ResendInvitationRequest) -> Result<Resend, Error> {
     let pb::ResendInvitationRequest {
         account_id,
         user_id,
+        invitation_ttl,
+        send_email,
     } = request;
-    member_ids(&account_id, &user_id)
+    let mut v = Violations::default();
+    let account_id = v.check("account_id", uuid(&account_id));
+    let user_id = v.check("user_id", uuid(&user_id));
+    let ttl = v.check("invitation_ttl", lifetime(invitation_ttl));
+    match (account_id, user_id, ttl) {
+        (Some(account_id), Some(user_id), Some(ttl)) => Ok(Resend {
+            account_id,
+            user_id,
+            ttl,
+            send_email: send_email.unwrap_or(true),
+        }),
+        _ => Err(v.into_error()),
+    }
 }
 
 pub fn accept(request: pb::AcceptInvitationRequest) -> Result<(String, Option<String>), Error> {
@@ -323,6 +370,8 @@ mod tests {
             role: pb::Role::Engineers as i32,
             cloud_access: None,
             request_id: None,
+            invitation_ttl: None,
+            send_email: None,
         }
     }
 
@@ -343,6 +392,11 @@ mod tests {
             role: 42,
             cloud_access: Some(pb::CloudAccess { scope: None }),
             request_id: Some(" ".into()),
+            invitation_ttl: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 1,
+            }),
+            send_email: None,
         };
         assert_eq!(
             fields(invite(request).unwrap_err()),
@@ -353,8 +407,54 @@ mod tests {
                 "language",
                 "role",
                 "cloud_access",
-                "request_id"
+                "request_id",
+                "invitation_ttl"
             ]
+        );
+    }
+
+    #[test]
+    fn a_lifetime_is_whole_positive_seconds_and_email_is_sent_by_default() {
+        let invite_with = |seconds, nanos| {
+            invite(pb::InviteUserRequest {
+                invitation_ttl: Some(prost_types::Duration { seconds, nanos }),
+                ..valid_invite()
+            })
+        };
+        for (seconds, nanos) in [(0, 0), (-3600, 0), (3600, 500), (i64::MAX, 0)] {
+            assert_eq!(
+                fields(invite_with(seconds, nanos).unwrap_err()),
+                ["invitation_ttl"],
+                "{seconds}s {nanos}ns"
+            );
+        }
+        let accepted = invite_with(7200, 0).unwrap();
+        assert_eq!(accepted.ttl, Some(chrono::TimeDelta::hours(2)));
+        assert!(accepted.send_email);
+        let silent = invite(pb::InviteUserRequest {
+            send_email: Some(false),
+            ..valid_invite()
+        })
+        .unwrap();
+        assert!(!silent.send_email);
+        assert_eq!(silent.ttl, None);
+        let resend_fields = |request| match resend(request).unwrap_err() {
+            Error::InvalidArgument(violations) => {
+                violations.into_iter().map(|v| v.field).collect::<Vec<_>>()
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        };
+        assert_eq!(
+            resend_fields(pb::ResendInvitationRequest {
+                account_id: "x".into(),
+                user_id: Uuid::now_v7().to_string(),
+                invitation_ttl: Some(prost_types::Duration {
+                    seconds: -1,
+                    nanos: 0
+                }),
+                send_email: Some(false),
+            }),
+            ["account_id", "invitation_ttl"]
         );
     }
 

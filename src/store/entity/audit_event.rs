@@ -16,6 +16,8 @@ pub struct Model {
     /// `[{"field":…,"before":…,"after":…}]`.
     pub changes: String,
     pub created_at: DateTimeUtc,
+    /// How an invitation's link went out: `email` or `caller` (`domain::LinkDelivery`).
+    pub link_delivery: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,11 +16,11 @@ async fn an_invitation_expiry_past_the_last_date_is_an_internal_error_not_a_pani
         .unwrap()
         .with_timezone(&Utc);
     assert_eq!(
-        service.invitation_expiry(now).unwrap(),
+        service.invitation_expiry(now, None).unwrap(),
         now + TimeDelta::hours(24)
     );
     assert!(matches!(
-        service.invitation_expiry(DateTime::<Utc>::MAX_UTC),
+        service.invitation_expiry(DateTime::<Utc>::MAX_UTC, Some(TimeDelta::hours(1))),
         Err(Error::Internal(_))
     ));
 }

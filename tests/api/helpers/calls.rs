@@ -52,6 +52,7 @@ impl TestApp {
                 pb::ResendInvitationRequest {
                     account_id: self.account_id.to_string(),
                     user_id: user_id.into(),
+                    ..Default::default()
                 },
             ))
             .await

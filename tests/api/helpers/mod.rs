@@ -195,6 +195,30 @@ impl TestApp {
         )
     }
 
+    /// Another instance on the same database, clock and mail server, whose settings
+    /// `configure` changes.
+    pub async fn sibling_configured(
+        &self,
+        notifier: bool,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let instance = Instance::start_configured(
+            &self.database,
+            self.clock.clone(),
+            &self.mail,
+            notifier,
+            configure,
+        )
+        .await;
+        TestApp::new(
+            instance,
+            self.database.clone(),
+            self.clock.clone(),
+            self.mail.clone(),
+            self.account(),
+        )
+    }
+
     /// Stops this instance, then starts another on the same database, clock and mail server
     /// whose server settings (limits, deadlines) `configure` changes.
     pub async fn restart_with_server(self, configure: impl FnOnce(&mut ServerSettings)) -> TestApp {
@@ -317,6 +341,8 @@ pub fn invite_request(
         role: role as i32,
         cloud_access: None,
         request_id: None,
+        invitation_ttl: None,
+        send_email: None,
     }
 }
 

@@ -1,0 +1,68 @@
+//! BatchInviteUsers: up to 100 invitations in one call, each carried out as InviteUser
+//! would carry it out on its own.
+
+use std::collections::HashSet;
+
+use futures_util::{StreamExt, stream};
+use uuid::Uuid;
+
+use super::{Caller, Error, Invitation, Invite, Presented, UserService};
+use crate::domain::administrators::check_administrator;
+
+/// The most rows one batch may hold.
+pub const MAX_BATCH_ROWS: usize = 100;
+
+/// Rows whose transactions run side by side: enough to keep a database pool busy, few
+/// enough that one batch does not take all of it.
+const ROWS_AT_ONCE: usize = 8;
+
+impl UserService {
+    /// Carries out each row as [`UserService::invite`] would and answers in the rows'
+    /// order. A row that failed to parse keeps its error. A caller who may not invite into
+    /// the account is refused as a whole.
+    #[tracing::instrument(skip_all, fields(%account_id, rows = rows.len()), err(level = "info"))]
+    pub async fn batch_invite(
+        &self,
+        caller: &Caller,
+        account_id: Uuid,
+        rows: Vec<Result<Invite, Error>>,
+    ) -> Result<Vec<Result<Invitation, Error>>, Error> {
+        if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
+            return Err(Error::invalid(
+                "requests",
+                format!("must hold 1 to {MAX_BATCH_ROWS} invitations"),
+            ));
+        }
+        let (_, role) = self
+            .reader_in(&Presented::Caller(caller.clone()), account_id)
+            .await?;
+        check_administrator(role, "invite users")?;
+        // The first row of each email runs in the first wave; a repeat runs after it, so it
+        // meets the member the first one made, as a second InviteUser call would.
+        let mut emails = HashSet::new();
+        let (first, repeats): (Vec<_>, Vec<_>) =
+            rows.into_iter()
+                .enumerate()
+                .partition(|(_, row)| match row {
+                    Ok(invite) => emails.insert(invite.email.clone()),
+                    Err(_) => true,
+                });
+        let mut answers: Vec<(usize, Result<Invitation, Error>)> = Vec::new();
+        for wave in [first, repeats] {
+            let done: Vec<_> = stream::iter(wave)
+                .map(|(index, row)| async move {
+                    let answer = match row {
+                        Ok(invite) => self.invite(caller, invite).await,
+                        Err(error) => Err(error),
+                    };
+                    (index, answer)
+                })
+                .buffer_unordered(ROWS_AT_ONCE)
+                .collect()
+                .await;
+            answers.extend(done);
+        }
+        answers.sort_by_key(|(index, _)| *index);
+        Ok(answers.into_iter().map(|(_, answer)| answer).collect())
+    }
+}
