@@ -20,6 +20,7 @@ mod invitations;
 mod invite_user;
 mod jwt_idp;
 mod limits;
+mod list_counts;
 mod list_users;
 mod metrics;
 mod notifier_faults;
