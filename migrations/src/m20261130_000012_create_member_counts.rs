@@ -1,4 +1,4 @@
-use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend, schema::*};
+use sea_orm_migration::{prelude::*, schema::*, sea_orm::DatabaseBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -347,9 +347,11 @@ impl Store {
             query = query.filter(membership::Column::Id.gt(after));
         }
         if filter.search.is_some() && lookup == Lookup::Walk {
-            query = query.filter(
-                membership::Column::Id.in_subquery(window(account_id, after, SEARCH_WINDOW)),
-            );
+            query = query.filter(membership::Column::Id.in_subquery(window(
+                account_id,
+                after,
+                SEARCH_WINDOW,
+            )));
         }
         let found = query
             .order_by_asc(membership::Column::Id)
@@ -399,9 +401,9 @@ impl Store {
                     .count_bounded(account_id, &expired_filter, now, Lookup::Walk)
                     .await?;
                 match (status, expired.is_lower_bound) {
-                    (MemberStatus::Invited, false) => Ok(MemberCount::exact(
-                        pending.saturating_sub(expired.members),
-                    )),
+                    (MemberStatus::Invited, false) => {
+                        Ok(MemberCount::exact(pending.saturating_sub(expired.members)))
+                    }
                     (MemberStatus::Invited, true) => {
                         self.count_bounded(account_id, filter, now, Lookup::Walk)
                             .await
@@ -447,7 +449,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<MemberCount, Error> {
         let backend = self.db.get_database_backend();
-        let members = self.counted(account_id, None, &MemberFilter::default()).await?;
+        let members = self
+            .counted(account_id, None, &MemberFilter::default())
+            .await?;
         let in_window = filtered(account_id, filter, now, false, backend, Lookup::Walk)
             .filter(membership::Column::Id.in_subquery(window(account_id, None, SEARCH_WINDOW)))
             .count(&self.reader)
@@ -513,7 +517,10 @@ mod tests {
 
     #[test]
     fn a_count_past_the_bound_is_a_lower_bound() {
-        assert_eq!(MemberCount::bounded(COUNT_BOUND), MemberCount::exact(COUNT_BOUND));
+        assert_eq!(
+            MemberCount::bounded(COUNT_BOUND),
+            MemberCount::exact(COUNT_BOUND)
+        );
         assert_eq!(
             MemberCount::bounded(COUNT_BOUND + 1),
             MemberCount {

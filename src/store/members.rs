@@ -7,9 +7,7 @@ use uuid::Uuid;
 use super::entity::{membership, user};
 use super::rows::{self, ACTIVE, INVITED};
 use super::{Error, Store, outbox, tokens};
-use crate::domain::{
-    Acting, Actor, Email, Member, Role, token::effective_role,
-};
+use crate::domain::{Acting, Actor, Email, Member, Role, token::effective_role};
 
 pub(super) async fn find_user_by_email(
     db: &impl ConnectionTrait,
@@ -189,4 +187,3 @@ impl Store {
             .map(|role| (user.id, role)))
     }
 }
-

@@ -183,7 +183,10 @@ async fn rows_written_by_sql_are_counted_and_counts_past_the_bound_are_flagged()
         ..app.list_request()
     };
 
-    assert_eq!(counted(&list(app.list_request()).await.unwrap()), (2101, false));
+    assert_eq!(
+        counted(&list(app.list_request()).await.unwrap()),
+        (2101, false)
+    );
     let active = list(by_status(pb::UserStatus::Active)).await.unwrap();
     assert_eq!(counted(&active), (901, false));
     let two_factor = pb::ListUsersRequest {
@@ -222,7 +225,10 @@ async fn rows_written_by_sql_are_counted_and_counts_past_the_bound_are_flagged()
         ..app.list_request()
     };
     assert_eq!(counted(&list(two_factor).await.unwrap()), (299, false));
-    assert_eq!(counted(&list(app.list_request()).await.unwrap()), (2100, false));
+    assert_eq!(
+        counted(&list(app.list_request()).await.unwrap()),
+        (2100, false)
+    );
 }
 
 #[tokio::test]
@@ -241,7 +247,11 @@ async fn search_finds_rare_members_through_the_indexes_as_a_walk_would() {
         app.list(&app.admin_token, request)
     };
     let emails = |response: &pb::ListUsersResponse| -> Vec<String> {
-        response.users.iter().map(|user| user.email.clone()).collect()
+        response
+            .users
+            .iter()
+            .map(|user| user.email.clone())
+            .collect()
     };
 
     // Past the first members, which a search walks before it asks its indexes.
@@ -254,16 +264,28 @@ async fn search_finds_rare_members_through_the_indexes_as_a_walk_would() {
     // Pending members are found by their invited name, accepted ones by their own.
     let pending = search("invitee 0004", 50).await.unwrap();
     assert_eq!(counted(&pending), (10, false));
-    assert_eq!(counted(&search("member 0004", 50).await.unwrap()), (0, false));
-    assert_eq!(counted(&search("member 0209", 50).await.unwrap()), (10, false));
-    assert_eq!(counted(&search("invitee 0209", 50).await.unwrap()), (0, false));
+    assert_eq!(
+        counted(&search("member 0004", 50).await.unwrap()),
+        (0, false)
+    );
+    assert_eq!(
+        counted(&search("member 0209", 50).await.unwrap()),
+        (10, false)
+    );
+    assert_eq!(
+        counted(&search("invitee 0209", 50).await.unwrap()),
+        (0, false)
+    );
     // Two characters: the start of the email or of the name.
     let zed = search("zE", 50).await.unwrap();
     assert_eq!(emails(&zed), ["zelda@zz.example"]);
     assert_eq!(counted(&zed), (1, false));
     assert!(search("zz", 50).await.unwrap().users.is_empty());
     assert!(search("*", 50).await.unwrap().users.is_empty());
-    assert_eq!(counted(&search("nobody-has-this", 50).await.unwrap()), (0, false));
+    assert_eq!(
+        counted(&search("nobody-has-this", 50).await.unwrap()),
+        (0, false)
+    );
 
     // Pages of a search chain through every match once, walked or looked up.
     let mut token = String::new();

@@ -7,9 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
 use usermgmt::domain::{MemberStatus, Role};
 use usermgmt::store::{self, MemberFilter, Store};
 
@@ -110,8 +108,14 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
 
         let plan = explain(&db, "EXPLAIN ", search, 0).await;
 
-        assert!(plan.contains("ix_users_email_trgm"), "{text}; plan:\n{plan}");
-        assert!(plan.contains("ix_users_name_lower_trgm"), "{text}; plan:\n{plan}");
+        assert!(
+            plan.contains("ix_users_email_trgm"),
+            "{text}; plan:\n{plan}"
+        );
+        assert!(
+            plan.contains("ix_users_name_lower_trgm"),
+            "{text}; plan:\n{plan}"
+        );
         assert!(
             plan.contains("ix_memberships_invited_name_lower_trgm"),
             "pending members are found by their invited name; {text}; plan:\n{plan}"
@@ -136,7 +140,10 @@ fn capturing(db: &DatabaseConnection) -> (Store, Arc<Mutex<Vec<Statement>>>) {
 #[tokio::test]
 async fn sqlite_search_reads_the_trigram_and_prefix_indexes() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("plans.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("plans.db").display()
+    );
     let db = store::connect(&url).await.unwrap();
     store::migrate(&db).await.unwrap();
     let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
@@ -199,7 +206,10 @@ async fn counts_of_the_counted_filters_read_the_counters_only() {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     assert_eq!(statements.len(), 1, "{statements:?}");
-    assert!(statements[0].sql.contains("member_counts"), "{statements:?}");
+    assert!(
+        statements[0].sql.contains("member_counts"),
+        "{statements:?}"
+    );
     assert!(!statements[0].sql.contains("memberships"), "{statements:?}");
 }
 
