@@ -2,18 +2,20 @@
 //! unfiltered list and the status, role and two-factor filters; counted up to a bound and
 //! flagged elsewhere. Search through the indexes finds what a walk of the members finds.
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
+use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter,
 };
 use usermgmt::{
-    domain::{CloudAccess, Role},
+    domain::{CloudAccess, MemberStatus, Role},
     grpc::pb,
-    store::entity,
+    store::{self, MemberCount, MemberFilter, Store, entity},
 };
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, create_account, fresh_database, spawn_app};
 
 const STATUSES: [Option<pb::UserStatus>; 4] = [
     None,
@@ -115,7 +117,18 @@ async fn counts_stay_exact_through_invite_accept_role_change_two_factor_expiry_a
 /// seeds them: the first `expired` pending with an expired link, the next `invited`
 /// pending, the rest active, every third of those with two-factor on.
 async fn seed(app: &TestApp, members: usize, expired: usize, invited: usize) {
-    let now = app.clock_now();
+    let account = (app.account_id, app.admin_id);
+    seed_members(&app.db, account, app.clock_now(), members, expired, invited).await;
+}
+
+async fn seed_members(
+    db: &DatabaseConnection,
+    (account_id, admin_id): (Uuid, Uuid),
+    now: DateTime<Utc>,
+    members: usize,
+    expired: usize,
+    invited: usize,
+) {
     let mut users = Vec::new();
     let mut memberships = Vec::new();
     for i in 0..members {
@@ -140,12 +153,12 @@ async fn seed(app: &TestApp, members: usize, expired: usize, invited: usize) {
         };
         memberships.push(entity::membership::ActiveModel {
             id: Set(Uuid::now_v7()),
-            account_id: Set(app.account_id),
+            account_id: Set(account_id),
             user_id: Set(user_id),
             role: Set(Role::Users.id()),
             cloud_access: Set(CloudAccess::default_for(Role::Users).to_text()),
             status: Set(if pending { "invited" } else { "active" }.into()),
-            invited_by: Set(Some(app.admin_id)),
+            invited_by: Set(Some(admin_id)),
             invited_at: Set(now),
             invitation_expires_at: Set(pending.then_some(expires_at)),
             accepted_at: Set((!pending).then_some(now)),
@@ -157,13 +170,13 @@ async fn seed(app: &TestApp, members: usize, expired: usize, invited: usize) {
     }
     for chunk in users.chunks(500) {
         entity::user::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&app.db)
+            .exec_without_returning(db)
             .await
             .unwrap();
     }
     for chunk in memberships.chunks(500) {
         entity::membership::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&app.db)
+            .exec_without_returning(db)
             .await
             .unwrap();
     }
@@ -308,4 +321,48 @@ async fn search_finds_rare_members_through_the_indexes_as_a_walk_would() {
         .map(|i| format!("member{i:05}@many.example"))
         .collect();
     assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn the_migration_counts_and_indexes_the_members_already_there() {
+    let database = fresh_database().await;
+    let db = store::connect(database.url()).await.unwrap();
+    // The migrations before the counters and the search table.
+    Migrator::up(&db, Some(11)).await.unwrap();
+    let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
+    let account = create_account(&db, "Acme", "admin@acme.example", "Alice Admin", now).await;
+    seed_members(&db, (account.id, account.admin_id), now, 30, 5, 5).await;
+
+    Migrator::up(&db, None).await.unwrap();
+
+    let store = Store::new(db.clone());
+    let count = |filter: MemberFilter| {
+        let store = store.clone();
+        async move { store.count_members(account.id, &filter, now).await.unwrap() }
+    };
+    let exact = |members| MemberCount {
+        members,
+        is_lower_bound: false,
+    };
+    assert_eq!(count(MemberFilter::default()).await, exact(31));
+    let active = MemberFilter {
+        status: Some(MemberStatus::Active),
+        ..MemberFilter::default()
+    };
+    assert_eq!(count(active).await, exact(21));
+    let two_factor = MemberFilter {
+        two_factor_enabled: Some(true),
+        ..MemberFilter::default()
+    };
+    // Members 10 to 29 are active; 12, 15, 18, 21, 24 and 27 have two-factor on.
+    assert_eq!(count(two_factor).await, exact(6));
+    let search = MemberFilter {
+        search: Some(("invitee 0000".into(), None)),
+        ..MemberFilter::default()
+    };
+    let found = store
+        .list_members(account.id, &search, None, 51, now)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 10);
 }
