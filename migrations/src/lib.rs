@@ -15,6 +15,8 @@ mod m20261130_000008_add_membership_invited_profile;
 mod m20261130_000009_add_audit_actor_credential;
 mod m20261130_000010_add_outbox_lease;
 mod m20261130_000011_add_outbox_trace_context;
+mod m20261130_000012_create_member_counts;
+mod m20261130_000013_create_member_search;
 mod m20261201_000014_add_audit_link_delivery;
 mod m20261201_000015_index_audit_invitations;
 
@@ -35,6 +37,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_add_audit_actor_credential::Migration),
             Box::new(m20261130_000010_add_outbox_lease::Migration),
             Box::new(m20261130_000011_add_outbox_trace_context::Migration),
+            Box::new(m20261130_000012_create_member_counts::Migration),
+            Box::new(m20261130_000013_create_member_search::Migration),
             Box::new(m20261201_000014_add_audit_link_delivery::Migration),
             Box::new(m20261201_000015_index_audit_invitations::Migration),
         ]

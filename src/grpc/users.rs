@@ -194,7 +194,8 @@ impl pb::user_management_server::UserManagement for UserApi {
         Ok(Response::new(pb::ListUsersResponse {
             users: page.members.into_iter().map(convert::user).collect(),
             next_page_token: page.next_page_token,
-            total_size: i32::try_from(page.total_size).unwrap_or(i32::MAX),
+            total_size: i32::try_from(page.total_size.members).unwrap_or(i32::MAX),
+            total_size_is_lower_bound: page.total_size.is_lower_bound,
         }))
     }
 }

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::{Error, Presented, UserService, page_token};
 use crate::domain::{DeliveryState, Member, MemberStatus, Role};
-use crate::store::MemberFilter;
+use crate::store::{MemberCount, MemberFilter};
 
 /// A validated ListUsers request.
 #[derive(Clone, Debug)]
@@ -24,7 +24,8 @@ pub struct ListQuery {
 pub struct ListPage {
     pub members: Vec<Member>,
     pub next_page_token: String,
-    pub total_size: u64,
+    /// Exact where the store keeps counts, else a lower bound past a limit.
+    pub total_size: MemberCount,
 }
 
 impl ListQuery {

@@ -330,7 +330,14 @@ async fn postgres_filters_on_delivery_state_through_the_indexes() {
     assert!(found.iter().all(|member| {
         member.item.invitation_delivery.as_ref().map(|d| d.state) == Some(DeliveryState::Failed)
     }));
-    assert_eq!(store.count_members(account, &filter, now).await.unwrap(), 5);
+    assert_eq!(
+        store
+            .count_members(account, &filter, now)
+            .await
+            .unwrap()
+            .members,
+        5
+    );
     let list = captured
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -23,6 +23,7 @@ mod invite_quota;
 mod invite_user;
 mod jwt_idp;
 mod limits;
+mod list_counts;
 mod list_users;
 mod metrics;
 mod notifier_faults;

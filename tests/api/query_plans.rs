@@ -1,12 +1,14 @@
 //! How the database runs the service's queries: the notifier's claim walks the partial index
-//! of waiting emails in order instead of sorting the backlog; on PostgreSQL, search reads
-//! the trigram indexes (of users, and of pending members' invited names) and each statement
-//! is planned for its values.
+//! of waiting emails in order instead of sorting the backlog; search reads the trigram
+//! indexes (on PostgreSQL of users, and of pending members' invited names; on SQLite its
+//! FTS5 search table) and, for a short text, prefix indexes; the counted filters' totals
+//! read the counters alone; on PostgreSQL each statement is planned for its values.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
+use usermgmt::domain::{MemberStatus, Role};
 use usermgmt::store::{self, MemberFilter, Store};
 
 use crate::helpers::{create_account, fresh_database, fresh_postgres_database};
@@ -45,7 +47,7 @@ async fn the_outbox_claim_reads_the_waiting_index_in_order() {
     );
 }
 
-// SQLite has no trigram index: its search walks the account's members.
+// SQLite's search table: see below.
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
@@ -86,6 +88,43 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
         db.execute_unprepared(&sql).await.unwrap();
     }
     // The statement ListUsers sends for a search, as sent.
+    let (store, captured) = capturing(&db);
+    // A part of the email or name, and (shorter than 3 characters) a prefix.
+    for text in ["lovelace", "zq"] {
+        let filter = MemberFilter {
+            search: Some((text.into(), None)),
+            ..MemberFilter::default()
+        };
+        let found = store
+            .list_members(account, &filter, None, 51, now)
+            .await
+            .unwrap();
+        assert!(found.is_empty());
+        let search = captured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .expect("the list statement");
+
+        let plan = explain(&db, "EXPLAIN ", search, 0).await;
+
+        assert!(
+            plan.contains("ix_users_email_trgm"),
+            "{text}; plan:\n{plan}"
+        );
+        assert!(
+            plan.contains("ix_users_name_lower_trgm"),
+            "{text}; plan:\n{plan}"
+        );
+        assert!(
+            plan.contains("ix_memberships_invited_name_lower_trgm"),
+            "pending members are found by their invited name; {text}; plan:\n{plan}"
+        );
+    }
+}
+
+/// The statements a store call sends, in order.
+fn capturing(db: &DatabaseConnection) -> (Store, Arc<Mutex<Vec<Statement>>>) {
     let captured: Arc<Mutex<Vec<Statement>>> = Arc::default();
     let mut probe = db.clone();
     let sink = captured.clone();
@@ -94,29 +133,84 @@ async fn postgres_search_in_a_large_account_reads_the_trigram_indexes() {
             .unwrap_or_else(PoisonError::into_inner)
             .push(info.statement.clone());
     });
+    (Store::new(probe), captured)
+}
+
+// PostgreSQL reads its trigram indexes (above).
+#[tokio::test]
+async fn sqlite_search_reads_the_trigram_and_prefix_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("plans.db").display()
+    );
+    let db = store::connect(&url).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
+    let account = create_account(&db, "Acme", "admin@acme.example", "Alice Admin", now)
+        .await
+        .id;
+    let (store, captured) = capturing(&db);
+    for (text, indexes) in [
+        ("lovelace", &["member_search VIRTUAL TABLE INDEX"][..]),
+        (
+            "lo",
+            &["ix_member_search_rows_email", "ix_member_search_rows_name"][..],
+        ),
+    ] {
+        let filter = MemberFilter {
+            search: Some((text.into(), None)),
+            ..MemberFilter::default()
+        };
+        let found = store
+            .list_members(account, &filter, None, 51, now)
+            .await
+            .unwrap();
+        assert!(found.is_empty());
+        let search = captured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .expect("the list statement");
+
+        let plan = explain(&db, "EXPLAIN QUERY PLAN ", search, 3).await;
+
+        for index in indexes {
+            assert!(plan.contains(index), "{text}: {index}; plan:\n{plan}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn counts_of_the_counted_filters_read_the_counters_only() {
+    let database = fresh_database().await;
+    let db = store::connect(database.url()).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
+    let account = create_account(&db, "Acme", "admin@acme.example", "Alice Admin", now)
+        .await
+        .id;
+    let (store, captured) = capturing(&db);
     let filter = MemberFilter {
-        search: Some(("lovelace".into(), None)),
+        status: Some(MemberStatus::Active),
+        role: Some(Role::Administrators),
+        two_factor_enabled: Some(false),
         ..MemberFilter::default()
     };
-    let found = Store::new(probe)
-        .list_members(account, &filter, None, 51, now)
-        .await
-        .unwrap();
-    assert!(found.is_empty());
-    let search = captured
+
+    let count = store.count_members(account, &filter, now).await.unwrap();
+
+    assert_eq!((count.members, count.is_lower_bound), (1, false));
+    let statements = captured
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .pop()
-        .expect("the list statement");
-
-    let plan = explain(&db, "EXPLAIN ", search, 0).await;
-
-    assert!(plan.contains("ix_users_email_trgm"), "plan:\n{plan}");
-    assert!(plan.contains("ix_users_name_lower_trgm"), "plan:\n{plan}");
+        .clone();
+    assert_eq!(statements.len(), 1, "{statements:?}");
     assert!(
-        plan.contains("ix_memberships_invited_name_lower_trgm"),
-        "pending members are found by their invited name; plan:\n{plan}"
+        statements[0].sql.contains("member_counts"),
+        "{statements:?}"
     );
+    assert!(!statements[0].sql.contains("memberships"), "{statements:?}");
 }
 
 /// The plan's lines, taken from the result column at `column`.
