@@ -15,6 +15,7 @@ mod m20261130_000008_add_membership_invited_profile;
 mod m20261130_000009_add_audit_actor_credential;
 mod m20261130_000010_add_outbox_lease;
 mod m20261130_000011_add_outbox_trace_context;
+mod m20261130_000012_add_audit_change_sequence;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000009_add_audit_actor_credential::Migration),
             Box::new(m20261130_000010_add_outbox_lease::Migration),
             Box::new(m20261130_000011_add_outbox_trace_context::Migration),
+            Box::new(m20261130_000012_add_audit_change_sequence::Migration),
         ]
     }
 }

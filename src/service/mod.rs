@@ -16,6 +16,7 @@ mod password;
 mod resend;
 mod tokens;
 mod update;
+mod watch;
 
 pub use audit::{AuditPage, AuditQuery};
 pub use caller::Caller;
@@ -28,6 +29,7 @@ pub use operator::NewAccount;
 pub use password::PasswordHasher;
 pub use tokens::{IssuedToken, NewApiToken, TokenPage, TokenQuery};
 pub use update::UserUpdate;
+pub use watch::{WatchQuery, Watched};
 
 use std::sync::Arc;
 
@@ -55,6 +57,8 @@ pub struct UserService {
     /// Malformed and recently unknown credentials, refused before any database work.
     credentials: Arc<credential_cache::CredentialCache>,
     metrics: Metrics,
+    /// WatchChanges streams: their heartbeat and their end at shutdown.
+    streams: watch::Streams,
 }
 
 impl UserService {
@@ -77,6 +81,7 @@ impl UserService {
             jwt: jwt.map(Arc::new),
             credentials: Arc::new(credential_cache::CredentialCache::new()),
             metrics: Metrics::default(),
+            streams: watch::Streams::default(),
         }
     }
 

@@ -28,3 +28,4 @@ mod query_plans;
 mod smtp_tls;
 mod traces;
 mod update_user;
+mod watch_changes;

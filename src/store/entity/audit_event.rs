@@ -16,6 +16,8 @@ pub struct Model {
     /// `[{"field":…,"before":…,"after":…}]`.
     pub changes: String,
     pub created_at: DateTimeUtc,
+    /// The event's place in its account's change stream: 1, 2, … in commit order.
+    pub seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
