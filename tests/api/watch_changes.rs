@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, EntityTrait, QueryFilter, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use tonic::{Code, Status, Streaming};
@@ -78,8 +80,7 @@ async fn invite_many(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_watcher_that_reconnects_with_its_cursor_gets_exactly_what_it_missed_then_live_changes()
-{
+async fn a_watcher_that_reconnects_with_its_cursor_gets_exactly_what_it_missed_then_live_changes() {
     let app = spawn_app_with(false).await;
     let other = app.sibling(false).await;
     let mut stream = watch(&app, &app.admin_token, "").await.unwrap();
@@ -105,7 +106,10 @@ async fn a_watcher_that_reconnects_with_its_cursor_gets_exactly_what_it_missed_t
     while seen.len() < 20 {
         seen.push(next_change(&mut stream).await.1);
     }
-    assert!(seen.iter().all(|e| e.action() == pb::AuditAction::UserInvited));
+    assert!(
+        seen.iter()
+            .all(|e| e.action() == pb::AuditAction::UserInvited)
+    );
     let targets: Vec<&str> = seen.iter().map(|e| e.target_user_id.as_str()).collect();
     let mut every = targets.clone();
     every.sort_unstable();
@@ -122,7 +126,10 @@ async fn a_watcher_that_reconnects_with_its_cursor_gets_exactly_what_it_missed_t
     }
 
     // Then live ones, from either instance.
-    let live = app.invite("Live", "live@example.com", pb::Role::Users).await.unwrap();
+    let live = app
+        .invite("Live", "live@example.com", pb::Role::Users)
+        .await
+        .unwrap();
     let (_, event) = next_change(&mut stream).await;
     assert_eq!(event.target_user_id, live.id);
     // Exactly as ListAuditEvents shows it.
@@ -190,7 +197,10 @@ async fn changes_arrive_in_commit_order_even_when_their_ids_do_not_sort_so() {
         .unwrap();
     let mut stream = watch(&app, &app.admin_token, "").await.unwrap();
     let skewed = record_from_the_future(&app).await;
-    let later = app.invite("Ada", "ada@example.com", pb::Role::Users).await.unwrap();
+    let later = app
+        .invite("Ada", "ada@example.com", pb::Role::Users)
+        .await
+        .unwrap();
 
     let (after_skewed, first) = next_change(&mut stream).await;
     let (_, second) = next_change(&mut stream).await;
@@ -257,7 +267,12 @@ async fn a_removed_administrator_s_stream_ends_as_for_a_stranger() {
 async fn only_administrators_of_the_account_may_watch() {
     let app = spawn_app_with(false).await;
     let member = app
-        .add_member(app.account_id, "eng@example.com", Role::Engineers, Role::Engineers)
+        .add_member(
+            app.account_id,
+            "eng@example.com",
+            Role::Engineers,
+            Role::Engineers,
+        )
         .await;
     let refused = watch(&app, &member.token, "").await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
@@ -366,7 +381,10 @@ async fn a_quiet_stream_beats_with_its_cursor_and_checks_the_watcher_each_time()
     assert!(beat.event.is_none(), "a heartbeat carries no event");
     assert!(!beat.cursor.is_empty());
 
-    let invited = app.invite("Ada", "ada@example.com", pb::Role::Users).await.unwrap();
+    let invited = app
+        .invite("Ada", "ada@example.com", pb::Role::Users)
+        .await
+        .unwrap();
     let (cursor, event) = next_change(&mut stream).await;
     assert_eq!(event.target_user_id, invited.id);
     let beat = next(&mut stream).await.unwrap();

@@ -88,7 +88,8 @@ pub fn watch(request: pb::WatchChangesRequest) -> Result<WatchQuery, Error> {
         account_id,
         start_after,
     } = request;
-    let account_id = uuid(&account_id).map_err(|description| Error::invalid("account_id", description))?;
+    let account_id =
+        uuid(&account_id).map_err(|description| Error::invalid("account_id", description))?;
     Ok(WatchQuery {
         account_id,
         start_after,
