@@ -186,7 +186,7 @@ async fn main() {
             let request = pb::UpdateUserRequest {
                 account_id,
                 user_id: admin_id,
-                name: Some(format!("Watch Admin {n}")),
+                name: Some(format!("Watch Admin {request_id} {n}")),
                 ..Default::default()
             };
             client
