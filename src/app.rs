@@ -176,7 +176,8 @@ impl Application {
             jwt,
         )
         .with_invite_quota(settings.invitations.quota.0)
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_heartbeat_interval(settings.watch.heartbeat_interval);
         Ok(Self {
             listener,
             local_addr,
@@ -242,6 +243,12 @@ impl Application {
         let notifier = self
             .notifier
             .map(|notifier| tokio::spawn(notifier.run(notifier_stopped)));
+        // On PostgreSQL, commits announced by any replica wake this one's change streams.
+        let (stop_relay, relay_stopped) = watch::channel(false);
+        let relay = {
+            let store = self.store.clone();
+            tokio::spawn(async move { store.relay_change_notifications(relay_stopped).await })
+        };
         let (stop_metrics, metrics_stopped) = watch::channel(false);
         let call_metrics = self.metrics_server.is_some().then(|| self.metrics.clone());
         let metrics_server = self
@@ -263,6 +270,7 @@ impl Application {
             server = server.concurrency_limit_per_connection(limits.max_calls_per_connection);
         }
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
+        let streams = self.users.clone();
         let (draining, drain_begun) = tokio::sync::oneshot::channel::<()>();
         let serving = server
             // Outermost: the call's span and metrics see every code the layers inside answer.
@@ -307,6 +315,9 @@ impl Application {
                 stop_monitor.send(true).ok();
                 monitor.await.ok();
                 health.shut_down().await;
+                // Change streams never finish on their own: they end with UNAVAILABLE, and
+                // their clients reconnect to another replica with their cursor.
+                streams.stop_streams();
                 tracing::info!("shutting down: health NOT_SERVING, finishing calls in flight");
                 draining.send(()).ok();
             });
@@ -327,6 +338,8 @@ impl Application {
                 }
             }
         }
+        stop_relay.send(true).ok();
+        relay.await.ok();
         stop_metrics.send(true).ok();
         if let Some(metrics_server) = metrics_server {
             let aborter = metrics_server.abort_handle();

@@ -99,6 +99,8 @@ pub struct Settings {
     pub observability: ObservabilitySettings,
     #[command(flatten)]
     pub health: HealthSettings,
+    #[command(flatten)]
+    pub watch: WatchSettings,
 }
 
 /// Where the gRPC server listens and how the process logs.
@@ -276,6 +278,25 @@ pub struct HealthSettings {
         value_parser = duration_between(Duration::ZERO, minutes(60))
     )]
     pub shutdown_grace: Duration,
+}
+
+/// WatchChanges streams.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Change streams")]
+pub struct WatchSettings {
+    /// How long a WatchChanges stream may stay quiet before it sends a heartbeat (a
+    /// ChangeEvent with only its cursor), so that proxies keep it open; the watcher's role is
+    /// checked again then. From 10ms to 10 minutes.
+    #[arg(
+        id = "watch_heartbeat_interval",
+        long = "watch-heartbeat-interval",
+        value_name = "WATCH_HEARTBEAT_INTERVAL",
+        global = true,
+        env = "USERMGMT_WATCH_HEARTBEAT_INTERVAL",
+        default_value = "30s",
+        value_parser = duration_between(millis(10), minutes(10))
+    )]
+    pub heartbeat_interval: Duration,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -63,10 +63,11 @@ impl MethodLabels {
     }
 }
 
-/// The kind of a method served here: ours are all unary.
+/// The kind of a method served here: ours are unary but for WatchChanges.
 fn grpc_type(service: &str, method: &str) -> &'static str {
     match (service, method) {
         ("grpc.health.v1.Health", "Watch") => "server_stream",
+        ("usermgmt.v1.UserManagement", "WatchChanges") => "server_stream",
         (service, _) if service.starts_with("grpc.reflection.") => "bidi_stream",
         _ => "unary",
     }

@@ -19,6 +19,7 @@ mod m20261130_000012_create_member_counts;
 mod m20261130_000013_create_member_search;
 mod m20261201_000014_add_audit_link_delivery;
 mod m20261201_000015_index_audit_invitations;
+mod m20261201_000016_add_audit_change_sequence;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000013_create_member_search::Migration),
             Box::new(m20261201_000014_add_audit_link_delivery::Migration),
             Box::new(m20261201_000015_index_audit_invitations::Migration),
+            Box::new(m20261201_000016_add_audit_change_sequence::Migration),
         ]
     }
 }

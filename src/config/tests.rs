@@ -6,7 +6,7 @@ use super::*;
 
 /// Every setting's environment variable (the names other programs rely on), its flag and
 /// the `--help` section it is listed under.
-const SETTINGS: [(&str, &str, &str); 44] = [
+const SETTINGS: [(&str, &str, &str); 45] = [
     ("USERMGMT_LISTEN_ADDR", "listen-addr", "Server"),
     ("USERMGMT_LOG_FORMAT", "log-format", "Server"),
     ("USERMGMT_REQUEST_TIMEOUT", "request-timeout", "Server"),
@@ -69,6 +69,11 @@ const SETTINGS: [(&str, &str, &str); 44] = [
     ("USERMGMT_SMTP_TIMEOUT", "smtp-timeout", "Mail"),
     ("USERMGMT_SMTP_CA_FILE", "smtp-ca-file", "Mail"),
     ("USERMGMT_NOTIFIER", "notifier", "Notifier"),
+    (
+        "USERMGMT_WATCH_HEARTBEAT_INTERVAL",
+        "watch-heartbeat-interval",
+        "Change streams",
+    ),
     (
         "USERMGMT_NOTIFIER_POLL_INTERVAL",
         "notifier-poll-interval",
@@ -145,7 +150,9 @@ fn defaults_match_the_documented_ones() {
         tokens,
         observability,
         health,
+        watch,
     } = cli.settings;
+    assert_eq!(watch.heartbeat_interval, Duration::from_secs(30));
     assert!(observability.metrics_addr.is_none());
     assert!(observability.otlp_endpoint.is_none());
     assert_eq!(observability.otlp_protocol, OtlpProtocol::HttpProtobuf);
@@ -261,6 +268,7 @@ fn every_flag_sets_its_field_of_its_section() {
         "--health-check-interval=500ms",
         "--health-check-timeout=300ms",
         "--shutdown-grace=0s",
+        "--watch-heartbeat-interval=250ms",
     ])
     .unwrap();
     let Settings {
@@ -273,7 +281,9 @@ fn every_flag_sets_its_field_of_its_section() {
         tokens,
         observability,
         health,
+        watch,
     } = cli.settings;
+    assert_eq!(watch.heartbeat_interval, Duration::from_millis(250));
     assert_eq!(
         observability.metrics_addr.map(|addr| addr.to_string()),
         Some("0.0.0.0:9090".to_string())

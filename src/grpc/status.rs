@@ -238,6 +238,9 @@ impl From<Error> for Status {
                 details.set_error_info("DATABASE_UNAVAILABLE", DOMAIN, HashMap::new());
                 Status::with_error_details(Code::Unavailable, message, details)
             }
+            Error::ShuttingDown => {
+                with_info(Code::Unavailable, message, "SHUTTING_DOWN", HashMap::new())
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Handlers of `usermgmt.v1.UserManagement`: convert, one service call, convert back.
 
+use futures_util::stream::{BoxStream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{RequestId, convert, pb};
@@ -57,6 +58,8 @@ fn rpc_status(status: &Status) -> tonic_types::pb::Status {
 
 #[tonic::async_trait]
 impl pb::user_management_server::UserManagement for UserApi {
+    type WatchChangesStream = BoxStream<'static, Result<pb::ChangeEvent, Status>>;
+
     async fn invite_user(
         &self,
         request: Request<pb::InviteUserRequest>,
@@ -197,5 +200,19 @@ impl pb::user_management_server::UserManagement for UserApi {
             total_size: i32::try_from(page.total_size.members).unwrap_or(i32::MAX),
             total_size_is_lower_bound: page.total_size.is_lower_bound,
         }))
+    }
+
+    async fn watch_changes(
+        &self,
+        request: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let caller = caller(&request)?;
+        let query = convert::watch(request.into_inner())?;
+        let changes = self.users.watch_changes(&caller, query).await?;
+        Ok(Response::new(
+            changes
+                .map(|watched| watched.map(convert::watched).map_err(Status::from))
+                .boxed(),
+        ))
     }
 }

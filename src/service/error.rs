@@ -65,6 +65,9 @@ pub enum Error {
     /// never sent to the client.
     #[error("The service cannot reach its database right now; try again shortly")]
     Unavailable(Cause),
+    /// The server is shutting down: a stream ends and its client reconnects (elsewhere).
+    #[error("The server is shutting down; reconnect to go on")]
+    ShuttingDown,
 }
 
 /// The one mapping from the store's errors to the service's.

@@ -17,6 +17,7 @@ mod password;
 mod resend;
 mod tokens;
 mod update;
+mod watch;
 
 pub use audit::{AuditPage, AuditQuery};
 pub use batch::MAX_BATCH_ROWS;
@@ -31,6 +32,7 @@ pub use password::PasswordHasher;
 pub use resend::Resend;
 pub use tokens::{IssuedToken, NewApiToken, TokenPage, TokenQuery};
 pub use update::UserUpdate;
+pub use watch::{WatchQuery, Watched};
 
 use std::sync::Arc;
 
@@ -64,6 +66,8 @@ pub struct UserService {
     /// Malformed and recently unknown credentials, refused before any database work.
     credentials: Arc<credential_cache::CredentialCache>,
     metrics: Metrics,
+    /// WatchChanges streams: their heartbeat and their end at shutdown.
+    streams: watch::Streams,
 }
 
 impl UserService {
@@ -89,6 +93,7 @@ impl UserService {
             jwt: jwt.map(Arc::new),
             credentials: Arc::new(credential_cache::CredentialCache::new()),
             metrics: Metrics::default(),
+            streams: watch::Streams::default(),
         }
     }
 

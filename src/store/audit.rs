@@ -7,7 +7,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::audit_event;
-use super::{Error, Store, rows};
+use super::{Error, Store, feed, rows};
 use crate::domain::{Actor, AuditAction, AuditEvent, FieldChange, LinkDelivery};
 
 /// An event about to be recorded: built from the actor, then told what it targets.
@@ -55,8 +55,12 @@ impl<'a> Event<'a> {
         self
     }
 
-    /// Writes the event with the transaction it belongs to.
+    /// Writes the event with the transaction it belongs to, numbered in its account's change
+    /// stream (see [`feed`]): the account's counter stays locked until the transaction ends,
+    /// so record the event as the transaction's last write.
     pub async fn record(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        feed::announce(db, self.account_id).await?;
+        let seq = feed::next_seq(db, self.account_id).await?;
         audit_event::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(self.account_id),
@@ -73,6 +77,7 @@ impl<'a> Event<'a> {
             link_delivery: Set(self
                 .link_delivery
                 .map(|delivery| delivery.as_str().to_string())),
+            seq: Set(seq),
         }
         .insert(db)
         .await?;

@@ -50,6 +50,7 @@ enum Rpc {
     UpdateUser,
     DeleteUser,
     ListAuditEvents,
+    WatchChanges,
     CreateApiToken,
     /// A token with the Users role expiring in 30 minutes.
     CreateExpiringApiToken,
@@ -64,7 +65,7 @@ use Code::{NotFound as NF, Ok as OK, PermissionDenied as PD, Unauthenticated as 
 /// Expected codes, one column per caller in the order of `CALLERS`:
 /// Admin, Engineer, PlainUser, LowerRoleToken, OtherAccountAdmin, DeletedMember,
 /// NoCredential, ForgedApiKey, ExpiredJwt, WronglySignedJwt, ExpiringToken.
-const POLICY: [(Rpc, [Code; 11]); 14] = [
+const POLICY: [(Rpc, [Code; 11]); 15] = [
     (
         Rpc::InviteUser,
         [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
@@ -95,6 +96,11 @@ const POLICY: [(Rpc, [Code; 11]); 14] = [
     ),
     (
         Rpc::ListAuditEvents,
+        [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
+    ),
+    // Opening the stream; its first message needs no change.
+    (
+        Rpc::WatchChanges,
         [OK, PD, PD, PD, NF, NF, UA, UA, UA, UA, OK],
     ),
     // A permanent token with the Users role: anyone's own role allows it, but a token that
@@ -339,6 +345,16 @@ impl World {
                 };
                 users
                     .list_audit_events(self.authorize(caller, request))
+                    .await
+                    .map(drop)
+            }
+            Rpc::WatchChanges => {
+                let request = pb::WatchChangesRequest {
+                    account_id,
+                    start_after: String::new(),
+                };
+                users
+                    .watch_changes(self.authorize(caller, request))
                     .await
                     .map(drop)
             }

@@ -126,6 +126,26 @@ async fn hostile_strings_are_refused_or_harmless_but_never_internal() {
                 ))
                 .await
                 .map(drop),
+            users
+                .watch_changes(with_token(
+                    &app.admin_token,
+                    pb::WatchChangesRequest {
+                        account_id: account_id.clone(),
+                        start_after: nasty.into(),
+                    },
+                ))
+                .await
+                .map(drop),
+            users
+                .watch_changes(with_token(
+                    &app.admin_token,
+                    pb::WatchChangesRequest {
+                        account_id: nasty.into(),
+                        start_after: nasty.into(),
+                    },
+                ))
+                .await
+                .map(drop),
         ];
         for (n, outcome) in outcomes.into_iter().enumerate() {
             if let Err(status) = outcome {

@@ -32,3 +32,4 @@ mod query_plans;
 mod smtp_tls;
 mod traces;
 mod update_user;
+mod watch_changes;

@@ -306,6 +306,7 @@ def test_grpcurl_describe_service(server):
         "DeleteUser",
         "ListAuditEvents",
         "ListUsers",
+        "WatchChanges",
     ):
         assert re.search(rf"\brpc {rpc}\s*\(", description), f"no {rpc} in:\n{description}"
 
@@ -1084,3 +1085,57 @@ def test_client_resend_too_soon_has_retry_info(server, stub):
     assert len(retries) == 1, status_details(error)
     delay = retries[0].retry_delay.ToNanoseconds()
     assert 0 < delay <= 60 * 10**9, retries[0]
+
+
+def test_client_watch_changes_resumes_with_its_cursor(server, stub):
+    def watch(start_after=""):
+        stream = stub.WatchChanges(
+            usermgmt_pb2.WatchChangesRequest(
+                account_id=server.account_id, start_after=start_after
+            ),
+            metadata=server.metadata,
+            timeout=CALL_TIMEOUT,
+        )
+        # The headers come once the stream stands at the account's latest change.
+        stream.initial_metadata()
+        return stream
+
+    def invite(name, address):
+        return stub.InviteUser(
+            usermgmt_pb2.InviteUserRequest(
+                account_id=server.account_id,
+                name=name,
+                email=address,
+                language=usermgmt_pb2.LANGUAGE_EN,
+                role=usermgmt_pb2.ROLE_USERS,
+            ),
+            metadata=server.metadata,
+            timeout=CALL_TIMEOUT,
+        ).user
+
+    def next_change(stream):
+        # Heartbeats carry no event.
+        return next(message for message in stream if message.HasField("event"))
+
+    stream = watch()
+    ada = invite("Ada", "ada@example.com")
+    first = next_change(stream)
+    assert first.cursor
+    assert first.event.action == usermgmt_pb2.AUDIT_ACTION_USER_INVITED
+    assert first.event.target_user_id == ada.id
+    stream.cancel()
+
+    # Changed while nobody watched: the resumed stream starts with it.
+    bob = invite("Bob", "bob@example.com")
+    resumed = watch(first.cursor)
+    second = next_change(resumed)
+    assert second.event.target_user_id == bob.id
+    assert second.cursor != first.cursor
+    resumed.cancel()
+
+    with pytest.raises(grpc.RpcError) as raised:
+        next(iter(watch("not a cursor")))
+    error = raised.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    requests = unpack_details(status_details(error), error_details_pb2.BadRequest)
+    assert [v.field for b in requests for v in b.field_violations] == ["start_after"]

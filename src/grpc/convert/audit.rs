@@ -4,7 +4,7 @@ use super::{optional_id, page_size, pb, timestamp, uuid};
 use crate::domain::{
     AuditAction as Action, AuditEvent, FieldChange, Language, LinkDelivery, MemberField,
 };
-use crate::service::{AuditQuery, Error, Violations};
+use crate::service::{AuditQuery, Error, Violations, WatchQuery, Watched};
 
 fn action_to_proto(action: Action) -> pb::AuditAction {
     match action {
@@ -83,6 +83,26 @@ pub fn list_audit(request: pb::ListAuditEventsRequest) -> Result<AuditQuery, Err
         target_user_id,
         action,
     })
+}
+
+pub fn watch(request: pb::WatchChangesRequest) -> Result<WatchQuery, Error> {
+    let pb::WatchChangesRequest {
+        account_id,
+        start_after,
+    } = request;
+    let account_id =
+        uuid(&account_id).map_err(|description| Error::invalid("account_id", description))?;
+    Ok(WatchQuery {
+        account_id,
+        start_after,
+    })
+}
+
+pub fn watched(watched: Watched) -> pb::ChangeEvent {
+    pb::ChangeEvent {
+        cursor: watched.cursor,
+        event: watched.event.map(audit_event),
+    }
 }
 
 pub fn audit_event(event: AuditEvent) -> pb::AuditEvent {

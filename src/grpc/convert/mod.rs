@@ -6,7 +6,7 @@ mod cloud_access;
 mod tokens;
 mod users;
 
-pub use audit::{audit_event, list_audit};
+pub use audit::{audit_event, list_audit, watch, watched};
 pub use tokens::{create_token, delete_token, list_tokens, token};
 pub use users::{accept, batch_invite, delete, get, invite, list, resend, update, user};
 

@@ -18,6 +18,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// How an invitation's link went out: `email` or `caller` (`domain::LinkDelivery`).
     pub link_delivery: Option<String>,
+    /// The event's place in its account's change stream: 1, 2, … in commit order.
+    pub seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

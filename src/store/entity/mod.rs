@@ -1,6 +1,7 @@
 //! SeaORM entities: one per table of `migrations/`.
 
 pub mod account;
+pub mod account_change_sequence;
 pub mod api_token;
 pub mod audit_event;
 pub mod invitation;
