@@ -63,6 +63,9 @@ struct Args {
     /// calls than --iterations (at least 10).
     #[arg(long, default_value_t = 30)]
     budget: u64,
+    /// Timed calls a ListUsers scenario makes however slow it is.
+    #[arg(long, default_value_t = 10)]
+    min_calls: usize,
     /// Seconds of each throughput run (h2load, InviteUser, pgbench).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -137,8 +140,8 @@ async fn main() {
     let budget = Duration::from_secs(args.budget);
     for (index, scenario) in scenarios.iter().enumerate() {
         eprintln!("timing {}", scenario.name);
-        let (figure, returned) =
-            list::time_calls(&client, scenario, args.warmup, args.iterations, budget).await;
+        let calls = (args.warmup, args.iterations, args.min_calls);
+        let (figure, returned, failed) = list::time_calls(&client, scenario, calls, budget).await;
         let floor = list::floor(
             &db,
             &args.database_url,
@@ -152,12 +155,14 @@ async fn main() {
         .await;
         rows.push((
             format!(
-                "{} ({returned} returned, {} calls)",
+                "{} ({returned} returned, {} calls{failed})",
                 scenario.name, figure.count
             ),
             Figure::Latency(figure),
             floor,
         ));
+        let (name, figure, floor) = &rows[rows.len() - 1];
+        eprintln!("| {name} | {} | {} |", figure.text(), floor.text());
     }
 
     // GetUser.

@@ -48,12 +48,18 @@ impl Client {
     }
 
     async fn list(&self, message: pb::ListUsersRequest) -> pb::ListUsersResponse {
+        self.try_list(message).await.expect("ListUsers succeeds")
+    }
+
+    async fn try_list(
+        &self,
+        message: pb::ListUsersRequest,
+    ) -> Result<pb::ListUsersResponse, tonic::Status> {
         self.users
             .clone()
             .list_users(Self::authorized(&self.token, message))
             .await
-            .expect("ListUsers succeeds")
-            .into_inner()
+            .map(tonic::Response::into_inner)
     }
 }
 
@@ -181,17 +187,17 @@ const EMAIL_FRAGMENT: &str = "member77777";
 const NAME_FRAGMENT: &str = "Member 31415";
 
 /// Sequential calls: `warmup` untimed, then `iterations` timed, or fewer (at least
-/// [`MIN_SAMPLES`]) once `budget` has passed.
+/// `min_calls`) once `budget` has passed. Returns the latencies (failed calls included),
+/// the users the last call returned, and the failures by code.
 pub async fn time_calls(
     client: &Client,
     scenario: &Scenario,
-    warmup: usize,
-    iterations: usize,
+    (warmup, iterations, min_calls): (usize, usize, usize),
     budget: Duration,
-) -> (Stats, usize) {
+) -> (Stats, usize, String) {
     let started = Instant::now();
     for _ in 0..warmup {
-        client.list(scenario.request.clone()).await;
+        let _ = client.try_list(scenario.request.clone()).await;
         if started.elapsed() > budget / 10 {
             break;
         }
@@ -199,16 +205,24 @@ pub async fn time_calls(
     let started = Instant::now();
     let mut samples = Vec::with_capacity(iterations);
     let mut returned = 0;
-    while samples.len() < iterations && (samples.len() < MIN_SAMPLES || started.elapsed() < budget)
-    {
+    let mut failures = Vec::new();
+    while samples.len() < iterations && (samples.len() < min_calls || started.elapsed() < budget) {
         let call = Instant::now();
-        returned = client.list(scenario.request.clone()).await.users.len();
+        match client.try_list(scenario.request.clone()).await {
+            Ok(response) => returned = response.users.len(),
+            Err(status) => failures.push(format!("{:?}", status.code())),
+        }
         samples.push(call.elapsed());
     }
-    (Stats::of(samples), returned)
+    let failed = if failures.is_empty() {
+        String::new()
+    } else {
+        format!(", {} failed: {}", failures.len(), failures.join(" "))
+    };
+    (Stats::of(samples), returned, failed)
 }
 
-/// Samples a scenario gets however slow it is.
+/// Runs of a floor on SQLite however slow it is.
 const MIN_SAMPLES: usize = 10;
 
 /// The page query the store sends for the scenario (its first statement), captured.
