@@ -148,8 +148,7 @@ async fn main() {
             &args.work,
             seeded.account_id,
             (index, scenario),
-            args.iterations,
-            budget,
+            (args.iterations, budget),
             now_micros(),
         )
         .await;

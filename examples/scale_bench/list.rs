@@ -256,8 +256,7 @@ pub async fn floor(
     work: &Path,
     account_id: Uuid,
     (index, scenario): (usize, &Scenario),
-    iterations: usize,
-    budget: Duration,
+    (iterations, budget): (usize, Duration),
     now: DateTime<Utc>,
 ) -> Figure {
     let statement = page_query(db, account_id, scenario, now).await;

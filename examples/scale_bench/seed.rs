@@ -45,19 +45,19 @@ impl Mix {
     /// Administrators every 50th, Engineers every 10th, the two Purge roles every 7th and
     /// 11th, Users otherwise. Every 4th active member has two-factor authentication.
     fn of(i: u32) -> Self {
-        let invited = i % 20 == 0;
+        let invited = i.is_multiple_of(20);
         let role = match i {
-            i if i % 50 == 0 => Role::Administrators,
-            i if i % 10 == 0 => Role::Engineers,
-            i if i % 7 == 0 => Role::PurgeAndPrefetchApiWeb,
-            i if i % 11 == 0 => Role::PurgeAndPrefetchApi,
+            i if i.is_multiple_of(50) => Role::Administrators,
+            i if i.is_multiple_of(10) => Role::Engineers,
+            i if i.is_multiple_of(7) => Role::PurgeAndPrefetchApiWeb,
+            i if i.is_multiple_of(11) => Role::PurgeAndPrefetchApi,
             _ => Role::Users,
         };
         Mix {
             invited,
-            expired: i % 40 == 0,
+            expired: i.is_multiple_of(40),
             role,
-            two_factor: !invited && i % 4 == 0,
+            two_factor: !invited && i.is_multiple_of(4),
         }
     }
 }
