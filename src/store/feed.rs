@@ -181,7 +181,12 @@ impl Store {
         if self.db.get_database_backend() != DatabaseBackend::Postgres {
             return;
         }
-        let pool = self.db.get_postgres_connection_pool().clone();
+        let pool = self
+            .listener
+            .as_ref()
+            .unwrap_or(&self.db)
+            .get_postgres_connection_pool()
+            .clone();
         let retry = Duration::from_secs(1);
         loop {
             let listening = async {

@@ -58,6 +58,9 @@ pub struct Store {
     /// PostgreSQL: one connection of its own for health pings, so that calls that hold
     /// every connection of the pool do not read as an outage.
     probe: Option<DatabaseConnection>,
+    /// PostgreSQL: one connection of its own that LISTENs for committed changes
+    /// (`feed`), so that the calls keep every connection of the pool.
+    listener: Option<DatabaseConnection>,
 }
 
 /// A listed item with the key its page continues after.
@@ -74,6 +77,7 @@ impl Store {
             reader: db.clone(),
             db,
             probe: None,
+            listener: None,
         }
     }
 
@@ -94,7 +98,16 @@ impl Store {
             true => None,
             false => Some(connect_probe(url, timeout).await?),
         };
-        Ok(Self { db, reader, probe })
+        let listener = match url.starts_with("sqlite:") {
+            true => None,
+            false => Some(connect_probe(url, timeout).await?),
+        };
+        Ok(Self {
+            db,
+            reader,
+            probe,
+            listener,
+        })
     }
 
     /// Applies every pending migration.
@@ -120,6 +133,9 @@ impl Store {
 
     /// Closes the pools once the calls holding their connections have finished.
     pub async fn close(self) -> Result<(), Error> {
+        if let Some(listener) = self.listener {
+            listener.close().await?;
+        }
         if let Some(probe) = self.probe {
             probe.close().await?;
         }
@@ -192,7 +208,8 @@ pub async fn connect_with_timeout(
     Database::connect(options).await
 }
 
-/// The health pings' own pool on PostgreSQL: one connection, opened again after an outage.
+/// A pool of one connection of its own on PostgreSQL (health pings, the change listener),
+/// opened again after an outage.
 async fn connect_probe(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url);
     options
