@@ -12,9 +12,10 @@ use crate::domain::administrators::check_administrator;
 /// The most rows one batch may hold.
 pub const MAX_BATCH_ROWS: usize = 100;
 
-/// Rows whose transactions run side by side: enough to keep a database pool busy, few
-/// enough that one batch does not take all of it.
-const ROWS_AT_ONCE: usize = 8;
+/// Rows whose transactions run side by side. An account's invitations take turns at the
+/// end of their transactions anyway (the account's change counter), so more would only
+/// hold more of the pool's connections.
+const ROWS_AT_ONCE: usize = 3;
 
 impl UserService {
     /// Carries out each row as [`UserService::invite`] would and answers in the rows'
@@ -37,14 +38,23 @@ impl UserService {
             .reader_in(&Presented::Caller(caller.clone()), account_id)
             .await?;
         check_administrator(role, "invite users")?;
-        // The first row of each email runs in the first wave; a repeat runs after it, so it
-        // meets the member the first one made, as a second InviteUser call would.
+        // The first row of each email and of each `request_id` runs in the first wave; a
+        // repeat runs after it, so it meets what the first one did, as a second InviteUser
+        // call would.
         let mut emails = HashSet::new();
+        let mut request_ids = HashSet::new();
         let (first, repeats): (Vec<_>, Vec<_>) =
             rows.into_iter()
                 .enumerate()
                 .partition(|(_, row)| match row {
-                    Ok(invite) => emails.insert(invite.email.clone()),
+                    Ok(invite) => {
+                        let new_email = emails.insert(invite.email.clone());
+                        let new_request = invite
+                            .request_id
+                            .as_ref()
+                            .is_none_or(|id| request_ids.insert(id.clone()));
+                        new_email && new_request
+                    }
                     Err(_) => true,
                 });
         let mut answers: Vec<(usize, Result<Invitation, Error>)> = Vec::new();

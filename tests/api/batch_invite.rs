@@ -165,6 +165,18 @@ async fn rows_with_a_request_id_are_idempotent() {
     assert_eq!(user(&again[0]).id, user(&first[0]).id);
     assert_eq!(user(&again[1]).id, user(&first[1]).id);
     assert_eq!(app.outbox_count().await, 2, "no second email");
+
+    // A request_id reused by a later row with another request: that later row is refused,
+    // as a second InviteUser call would be, whichever order the rows' transactions take.
+    let reused = app
+        .batch(vec![
+            with_id("cy@example.com", "r-cy"),
+            with_id("dee@example.com", "r-cy"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(user(&reused[0]).email, "cy@example.com");
+    assert_eq!(error(&reused[1]).code(), Code::InvalidArgument);
 }
 
 #[tokio::test]
