@@ -12,6 +12,18 @@ use crate::domain::administrators::check_administrator;
 /// The most rows one batch may hold.
 pub const MAX_BATCH_ROWS: usize = 100;
 
+/// Refuses a batch of no rows or of more than [`MAX_BATCH_ROWS`]: checked before its rows
+/// are read, and again by the service.
+pub fn check_batch_size(rows: usize) -> Result<(), Error> {
+    if rows == 0 || rows > MAX_BATCH_ROWS {
+        return Err(Error::invalid(
+            "requests",
+            format!("must hold 1 to {MAX_BATCH_ROWS} invitations"),
+        ));
+    }
+    Ok(())
+}
+
 /// Rows whose transactions run side by side. An account's invitations take turns at the
 /// end of their transactions anyway (the account's change counter), so more would only
 /// hold more of the pool's connections.
@@ -28,12 +40,7 @@ impl UserService {
         account_id: Uuid,
         rows: Vec<Result<Invite, Error>>,
     ) -> Result<Vec<Result<Invitation, Error>>, Error> {
-        if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
-            return Err(Error::invalid(
-                "requests",
-                format!("must hold 1 to {MAX_BATCH_ROWS} invitations"),
-            ));
-        }
+        check_batch_size(rows.len())?;
         let (_, role) = self
             .reader_in(&Presented::Caller(caller.clone()), account_id)
             .await?;

@@ -96,7 +96,9 @@ impl UserService {
             };
             match self.store.invite(&new, &actor).await {
                 Ok(Invited::Created { member, kind }) => {
-                    self.outbox_wake.notify_one();
+                    if request.send_email {
+                        self.outbox_wake.notify_one();
+                    }
                     self.metrics.invitation_created();
                     tracing::info!(user_id = %member.user_id, kind = kind.as_str(), send_email = request.send_email, "user invited");
                     return Ok(Invitation {

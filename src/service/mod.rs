@@ -20,7 +20,7 @@ mod update;
 mod watch;
 
 pub use audit::{AuditPage, AuditQuery};
-pub use batch::MAX_BATCH_ROWS;
+pub use batch::{MAX_BATCH_ROWS, check_batch_size};
 pub use caller::{Caller, Presented};
 pub use credential_cache::UNKNOWN_FOR as UNKNOWN_TOKEN_REMEMBERED_FOR;
 pub use error::{Cause, Error, FieldViolation, Violations};

@@ -8,7 +8,7 @@ use crate::domain::{
     DeliveryState, DisplayName, Email, InvitationDelivery, Language, Member, MemberChanges,
     MemberStatus,
 };
-use crate::service::{Error, Invite, ListQuery, MAX_BATCH_ROWS, Resend, UserUpdate, Violations};
+use crate::service::{Error, Invite, ListQuery, Resend, UserUpdate, Violations, check_batch_size};
 
 fn status(raw: i32) -> Result<Option<MemberStatus>, String> {
     match pb::UserStatus::try_from(raw) {
@@ -111,12 +111,7 @@ pub fn batch_invite(
         requests,
     } = request;
     let account = uuid(&account_id).map_err(|reason| Error::invalid("account_id", reason))?;
-    if requests.is_empty() || requests.len() > MAX_BATCH_ROWS {
-        return Err(Error::invalid(
-            "requests",
-            format!("must hold 1 to {MAX_BATCH_ROWS} invitations"),
-        ));
-    }
+    check_batch_size(requests.len())?;
     let rows = requests
         .into_iter()
         .map(|mut row| {
