@@ -72,11 +72,11 @@ struct Args {
     /// The service binary.
     #[arg(long, default_value = "target/release/usermgmt")]
     server: PathBuf,
-    /// pgbench script of the GetUser lookup (variables: account_id, user_id).
+    /// pgbench script of the GetUser lookup (variables: account_id, user_id, token_hash).
     #[arg(long, default_value = "benches/pgbench/get_user.sql")]
     get_user_sql: PathBuf,
     /// pgbench script of the InviteUser transaction (variables: account_id, admin_id,
-    /// token_id).
+    /// token_id, token_hash).
     #[arg(long, default_value = "benches/pgbench/invite_user.sql")]
     invite_user_sql: PathBuf,
     /// Concurrent InviteUser calls, and pgbench clients of both scripts.
@@ -89,6 +89,9 @@ struct Args {
     /// Seconds the 1,000 streams are held open while RSS is read.
     #[arg(long, default_value_t = 5)]
     rss_seconds: u64,
+    /// Seed the account (or find it seeded) and stop.
+    #[arg(long)]
+    seed_only: bool,
     /// Folder for pgbench scripts and logs.
     #[arg(long, default_value = "/tmp/bench-scale")]
     work: PathBuf,
@@ -113,8 +116,15 @@ async fn main() {
     if seeded.seconds.is_none() {
         seed::analyze(&db).await;
     }
+    if args.seed_only {
+        match seeded.seconds {
+            Some(seconds) => eprintln!("seeded in {seconds:.1} s"),
+            None => eprintln!("seeded by an earlier run"),
+        }
+        return;
+    }
     let issued = seed::issue_tokens(&db, &seeded, args.tokens, now).await;
-    let tokens: Vec<String> = issued.iter().map(|(_, secret)| secret.clone()).collect();
+    let tokens: Vec<String> = issued.iter().map(|token| token.secret.clone()).collect();
 
     let server = server::start(&args.server, &args.database_url).await;
     let (idle_rss, _) = server.memory();
@@ -192,6 +202,7 @@ async fn main() {
             &[
                 ("account_id", seeded.account_id.to_string()),
                 ("user_id", target_user.to_string()),
+                ("token_hash", issued[0].hash.clone()),
             ],
         ))
     } else {
@@ -228,7 +239,8 @@ async fn main() {
             &[
                 ("account_id", seeded.account_id.to_string()),
                 ("admin_id", seeded.admin_id.to_string()),
-                ("token_id", issued[0].0.to_string()),
+                ("token_id", issued[0].id.to_string()),
+                ("token_hash", issued[0].hash.clone()),
             ],
         ))
     } else {

@@ -15,7 +15,7 @@ pub struct Server {
 }
 
 /// The binary with the benchmark's settings: the database, port 0, JSON logs, no
-/// notifier. Other `USERMGMT_*` variables of this process pass through (and are printed).
+/// notifier, no invitation quota. Other `USERMGMT_*` variables of this process pass through (and are printed).
 fn command(binary: &Path, database_url: &str, subcommand: &str) -> Command {
     let mut command = Command::new(binary);
     command
@@ -25,6 +25,12 @@ fn command(binary: &Path, database_url: &str, subcommand: &str) -> Command {
         .env("USERMGMT_LOG_FORMAT", "json")
         .env("USERMGMT_NOTIFIER", "false")
         .env("USERMGMT_MAIL_DIR", "/tmp/bench-scale-mail")
+        // Thousands of invitations in seconds: the quota (500 a day by default) would
+        // refuse them. Set it to measure with one.
+        .env(
+            "USERMGMT_INVITE_QUOTA",
+            std::env::var("USERMGMT_INVITE_QUOTA").unwrap_or("0".into()),
+        )
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or("info".into()),

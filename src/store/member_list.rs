@@ -318,7 +318,7 @@ impl Store {
             .filter(|(membership, _)| membership.status == INVITED)
             .map(|(membership, _)| membership.id)
             .collect();
-        let mut deliveries = outbox::deliveries(&self.reader, &pending).await?;
+        let mut deliveries = outbox::deliveries(&self.lists, &pending).await?;
         found
             .into_iter()
             .map(|(membership, user)| {
@@ -357,7 +357,7 @@ impl Store {
             .order_by_asc(membership::Column::Id)
             .limit(limit)
             .select_also(user::Entity)
-            .all(&self.reader)
+            .all(&self.lists)
             .await?;
         Ok(found
             .into_iter()
@@ -435,7 +435,7 @@ impl Store {
         if let Some(enabled) = filter.two_factor_enabled {
             query = query.filter(member_count::Column::TwoFactor.eq(enabled));
         }
-        let sum: Option<i64> = query.into_tuple().one(&self.reader).await?;
+        let sum: Option<i64> = query.into_tuple().one(&self.lists).await?;
         Ok(u64::try_from(sum.unwrap_or(0)).unwrap_or(0))
     }
 
@@ -454,7 +454,7 @@ impl Store {
             .await?;
         let in_window = filtered(account_id, filter, now, false, backend, Lookup::Walk)
             .filter(membership::Column::Id.in_subquery(window(account_id, None, SEARCH_WINDOW)))
-            .count(&self.reader)
+            .count(&self.lists)
             .await?;
         if members <= SEARCH_WINDOW {
             return Ok(MemberCount::exact(in_window));
@@ -490,7 +490,7 @@ impl Store {
             .from_subquery(matches, Alias::new("bounded"))
             .to_owned();
         let row = self
-            .reader
+            .lists
             .query_one(&count)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("count".into()))?;

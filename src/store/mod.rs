@@ -50,11 +50,18 @@ use entity::account;
 
 /// The service's database: a pool of connections for writes, and one for reads. On
 /// PostgreSQL they are the same pool; on SQLite the writer is a single connection and the
-/// readers a pool of their own beside it (WAL lets them read while it writes).
+/// readers a pool of their own beside it (WAL lets them read while it writes). ListUsers'
+/// queries have a pool of their own on PostgreSQL (`lists`).
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
     reader: DatabaseConnection,
+    /// ListUsers' pages and counts. PostgreSQL: a pool of its own whose statements are
+    /// planned for their values each time (`plan_cache_mode = force_custom_plan`): the
+    /// best plan of a page or a search depends on the account and the pattern, which a
+    /// generic plan does not know. Every other statement keeps its cached plan, which saves
+    /// a planning of the joins on every call. Elsewhere the same pool as `reader`.
+    lists: DatabaseConnection,
     /// PostgreSQL: one connection of its own for health pings, so that calls that hold
     /// every connection of the pool do not read as an outage.
     probe: Option<DatabaseConnection>,
@@ -75,6 +82,7 @@ impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             reader: db.clone(),
+            lists: db.clone(),
             db,
             probe: None,
             listener: None,
@@ -94,6 +102,10 @@ impl Store {
             Some(readers) => readers.await?,
             None => db.clone(),
         };
+        let lists = match url.starts_with("sqlite:") {
+            true => reader.clone(),
+            false => connect_lists(url, timeout).await?,
+        };
         let probe = match url.starts_with("sqlite:") {
             true => None,
             false => Some(connect_probe(url, timeout).await?),
@@ -105,6 +117,7 @@ impl Store {
         Ok(Self {
             db,
             reader,
+            lists,
             probe,
             listener,
         })
@@ -131,13 +144,22 @@ impl Store {
         &self.db
     }
 
+    /// The pool of ListUsers' queries, for tests.
+    pub fn list_connection(&self) -> &DatabaseConnection {
+        &self.lists
+    }
+
     /// Closes the pools once the calls holding their connections have finished.
     pub async fn close(self) -> Result<(), Error> {
+        let postgres = self.backend() == sea_orm::DatabaseBackend::Postgres;
         if let Some(listener) = self.listener {
             listener.close().await?;
         }
         if let Some(probe) = self.probe {
             probe.close().await?;
+        }
+        if postgres {
+            self.lists.close().await?;
         }
         self.reader.close().await?;
         Ok(self.db.close().await?)
@@ -158,6 +180,10 @@ impl Store {
     }
 }
 
+/// A connection idle for this long is tested before a call gets it: one broken by an
+/// outage is replaced. One in steady use is not: the test is a round trip per call.
+const TEST_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How long a call waits for a connection unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -168,8 +194,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 
 /// Opens a pool on the database the URL names, whose callers wait at most `timeout` for a
 /// connection. While the database is down, a call fails after that long instead of waiting
-/// for its deadline; the pool tests each connection before handing it out (a connection
-/// broken by the outage is replaced) and opens new ones as the database returns.
+/// for its deadline; the pool tests a connection that has been idle before handing it out
+/// (a connection broken by the outage is replaced) and opens new ones as the database
+/// returns.
 pub async fn connect_with_timeout(
     url: &str,
     timeout: Duration,
@@ -179,7 +206,7 @@ pub async fn connect_with_timeout(
         .sqlx_logging(false)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
-        .test_before_acquire(true);
+        .test_before_acquire_if_idle_for(TEST_IF_IDLE_FOR);
     if url.starts_with("sqlite:") {
         // SQLite has one writer at a time: one connection serialises this process's
         // transactions instead of failing them with SQLITE_BUSY under load. WAL lets
@@ -194,17 +221,30 @@ pub async fn connect_with_timeout(
                     .busy_timeout(Duration::from_secs(10))
             });
     } else {
-        // sqlx prepares each statement once per connection. After five executions
-        // PostgreSQL may switch it to a generic plan that knows neither the account nor the
-        // search pattern, and picks worse indexes for it; a custom plan costs a fraction of
-        // a millisecond to make.
-        options
-            .max_connections(20)
-            .min_connections(1)
-            .map_sqlx_postgres_opts(|postgres| {
-                postgres.options([("plan_cache_mode", "force_custom_plan")])
-            });
+        options.max_connections(20).min_connections(1);
     }
+    Database::connect(options).await
+}
+
+/// Connections ListUsers' queries may hold at once, per replica (PostgreSQL).
+const LIST_CONNECTIONS: u32 = 10;
+
+/// PostgreSQL: the pool of ListUsers' queries. sqlx prepares each statement once per
+/// connection; after five executions PostgreSQL may switch it to a generic plan that knows
+/// neither the account nor the search pattern, and picks worse indexes for it. Here each
+/// execution is planned for its values, which costs a fraction of a millisecond.
+async fn connect_lists(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .sqlx_logging(false)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .test_before_acquire_if_idle_for(TEST_IF_IDLE_FOR)
+        .max_connections(LIST_CONNECTIONS)
+        .min_connections(0)
+        .map_sqlx_postgres_opts(|postgres| {
+            postgres.options([("plan_cache_mode", "force_custom_plan")])
+        });
     Database::connect(options).await
 }
 

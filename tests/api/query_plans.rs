@@ -234,11 +234,15 @@ async fn explain(
 // SQLite plans every statement afresh.
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
-async fn postgres_connections_plan_each_statement_for_its_values() {
+async fn postgres_list_queries_are_planned_for_their_values_and_the_rest_keep_their_plans() {
     let database = fresh_postgres_database().await;
-    let db = store::connect(database.url()).await.unwrap();
-    let show = Statement::from_string(DatabaseBackend::Postgres, "SHOW plan_cache_mode");
-    let row = db.query_one_raw(show).await.unwrap().unwrap();
-    let mode: String = row.try_get_by_index(0).unwrap();
-    assert_eq!(mode, "force_custom_plan");
+    let store = Store::connect(database.url()).await.unwrap();
+    let mode = |db: DatabaseConnection| async move {
+        let show = Statement::from_string(DatabaseBackend::Postgres, "SHOW plan_cache_mode");
+        let row = db.query_one_raw(show).await.unwrap().unwrap();
+        row.try_get_by_index::<String>(0).unwrap()
+    };
+    assert_eq!(mode(store.list_connection().clone()).await, "force_custom_plan");
+    assert_eq!(mode(store.connection().clone()).await, "auto");
+    store.close().await.unwrap();
 }
