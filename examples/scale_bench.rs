@@ -89,6 +89,9 @@ struct Args {
     /// Seconds the 1,000 streams are held open while RSS is read.
     #[arg(long, default_value_t = 5)]
     rss_seconds: u64,
+    /// Time ListUsers only: no GetUser, InviteUser or memory runs.
+    #[arg(long)]
+    list_only: bool,
     /// Seed the account (or find it seeded) and stop.
     #[arg(long)]
     seed_only: bool,
@@ -174,9 +177,27 @@ async fn main() {
         eprintln!("| {name} | {} | {} |", figure.text(), floor.text());
     }
 
+    if !args.list_only {
+        other_figures(&args, &db, &server, &seeded, &issued, &mut rows).await;
+    }
+    server.stop().await;
+    report(&args, &db, &seeded, idle_rss, &rows).await;
+}
+
+/// GetUser, InviteUser and memory, each beside its floor.
+async fn other_figures(
+    args: &Args,
+    db: &sea_orm::DatabaseConnection,
+    server: &server::Server,
+    seeded: &seed::Seeded,
+    issued: &[seed::Issued],
+    rows: &mut Vec<(String, Figure, Figure)>,
+) {
+    let postgres = args.database_url.starts_with("postgres");
+    let tokens: Vec<String> = issued.iter().map(|token| token.secret.clone()).collect();
     // GetUser.
     let target = (args.members / 3) | 1;
-    let (_, target_user) = seed::member_ids(&db, seeded.account_id, target).await;
+    let (_, target_user) = seed::member_ids(db, seeded.account_id, target).await;
     let get_user = pb::GetUserRequest {
         account_id: seeded.account_id.to_string(),
         user_id: target_user.to_string(),
@@ -261,7 +282,7 @@ async fn main() {
         args.rss_seconds
     );
     let (figure, outcomes) = load::rss_under_streams(
-        &server,
+        server,
         &tokens,
         get_user,
         (10, 100),
@@ -274,10 +295,18 @@ async fn main() {
         figure,
         Figure::None(""),
     ));
-    server.stop().await;
+}
 
+/// The table, with what it was measured on.
+async fn report(
+    args: &Args,
+    db: &sea_orm::DatabaseConnection,
+    seeded: &seed::Seeded,
+    idle_rss: f64,
+    rows: &[(String, Figure, Figure)],
+) {
     println!("## One account of {} members\n", args.members);
-    println!("- database: {}", seed::version(&db).await);
+    println!("- database: {}", seed::version(db).await);
     match seeded.seconds {
         Some(seconds) => println!("- seeded in {seconds:.1} s (COPY or INSERTs, then ANALYZE)"),
         None => println!("- seeded by an earlier run"),
@@ -293,7 +322,7 @@ async fn main() {
         args.iterations, args.warmup, args.iterations
     );
     println!("| figure | service | floor | ratio |\n|---|---|---|---|");
-    for (name, figure, floor) in &rows {
+    for (name, figure, floor) in rows {
         println!(
             "| {name} | {} | {} | {} |",
             figure.text(),

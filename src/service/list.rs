@@ -76,10 +76,17 @@ impl UserService {
             .list_members(query.account_id, &filter, after, page_size + 1, now)
             .await?;
         let (rows, next_page_token) = pages.paginate(rows, page_size, |row| row.key);
-        let total_size = self
-            .store
-            .count_members(query.account_id, &filter, now)
-            .await?;
+        // The first page, when no page follows it, holds every match: no count is needed.
+        let total_size = if after.is_none() && next_page_token.is_empty() {
+            MemberCount {
+                members: rows.len() as u64,
+                is_lower_bound: false,
+            }
+        } else {
+            self.store
+                .count_members(query.account_id, &filter, now)
+                .await?
+        };
         Ok(ListPage {
             members: rows.into_iter().map(|row| row.item).collect(),
             next_page_token,

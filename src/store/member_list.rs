@@ -11,8 +11,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
-    sea_query::{Alias, Expr, ExprTrait, LikeExpr, Query, SelectStatement, UnionType},
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, Statement,
+    sea_query::{
+        Alias, Expr, ExprTrait, LikeExpr, Query, SelectStatement, UnionType,
+        extension::postgres::PgExpr,
+    },
 };
 use uuid::Uuid;
 
@@ -70,11 +73,57 @@ impl MemberCount {
 
 /// How a search finds its members.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Lookup {
+enum Lookup<'a> {
     /// Every member considered, in id order, its email and name compared.
     Walk,
-    /// The ids the search indexes give.
-    Indexes,
+    /// The ids the search indexes give: PostgreSQL's trigram indexes asked for the whole
+    /// text, or for a rarer part of it ([`rare_part`]) with the whole text checked on the
+    /// rows they give.
+    Indexes(Option<&'a str>),
+}
+
+/// Users read to judge how common each part of a search text is.
+const SAMPLE_USERS: u64 = 1000;
+/// A three-character part found in at most this many of the sampled users is rare: the
+/// trigram index reads it cheaply.
+const RARE_IN_SAMPLE: i64 = 10;
+/// Parts of a search text judged at most.
+const MAX_PARTS: usize = 32;
+
+/// The three-character parts of the text, letters and digits only: those are the
+/// trigrams PostgreSQL's `pg_trgm` takes from inside a word of a LIKE pattern.
+fn word_parts(text: &str) -> Vec<(usize, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .windows(3)
+        .enumerate()
+        .filter(|(_, part)| part.iter().all(|c| c.is_alphanumeric()))
+        .map(|(at, part)| (at, part.iter().collect()))
+        .take(MAX_PARTS)
+        .collect()
+}
+
+/// The longest run of the text whose three-character parts are all rare, given how many
+/// sampled users hold each part; `None` when no part is rare.
+fn rare_run(text: &str, parts: &[(usize, String)], found: &[i64]) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut best: Option<(usize, usize)> = None;
+    let mut run: Option<(usize, usize)> = None;
+    for ((at, _), &count) in parts.iter().zip(found) {
+        if count > RARE_IN_SAMPLE {
+            run = None;
+            continue;
+        }
+        run = match run {
+            Some((start, end)) if end == *at + 2 => Some((start, at + 3)),
+            _ => Some((*at, at + 3)),
+        };
+        let (start, end) = run.unwrap_or((*at, at + 3));
+        if best.is_none_or(|(s, e)| end - start > e - s) {
+            best = Some((start, end));
+        }
+    }
+    best.map(|(start, end)| chars[start..end].iter().collect())
 }
 
 /// The account's memberships the filter keeps; joined with their users when `with_users`
@@ -86,7 +135,7 @@ fn filtered(
     now: DateTime<Utc>,
     with_users: bool,
     backend: DatabaseBackend,
-    lookup: Lookup,
+    lookup: Lookup<'_>,
 ) -> Select<membership::Entity> {
     let mut query = membership::Entity::find().filter(membership::Column::AccountId.eq(account_id));
     let search_reads_users = filter.search.is_some() && lookup == Lookup::Walk;
@@ -122,12 +171,16 @@ fn filtered(
             .filter(Expr::exists(outbox::delivery_in(state)));
     }
     if let Some((text, maybe_id)) = &filter.search {
-        let search = Search::new(text, *maybe_id);
+        let part = match lookup {
+            Lookup::Indexes(part) if backend == DatabaseBackend::Postgres => part,
+            _ => None,
+        };
+        let search = Search::new(text, *maybe_id, part);
         query = query.filter(match (lookup, backend) {
             (Lookup::Walk, _) => search.in_one_walk(),
-            (Lookup::Indexes, DatabaseBackend::Postgres) => Condition::all()
+            (Lookup::Indexes(_), DatabaseBackend::Postgres) => Condition::all()
                 .add(membership::Column::Id.in_subquery(search.by_trigram_indexes(account_id))),
-            (Lookup::Indexes, _) => Condition::all()
+            (Lookup::Indexes(_), _) => Condition::all()
                 .add(membership::Column::Id.in_subquery(search.by_search_table(account_id))),
         });
     }
@@ -160,7 +213,9 @@ struct Search {
 }
 
 impl Search {
-    fn new(text: &str, user_id: Option<Uuid>) -> Self {
+    /// `part`: a part of the text for PostgreSQL's trigram indexes to look up, the whole
+    /// text then being compared on the rows they give.
+    fn new(text: &str, user_id: Option<Uuid>, part: Option<&str>) -> Self {
         let short = text.chars().count() < MIN_FRAGMENT_CHARS;
         let escaped = escape_like(text);
         let pattern = LikeExpr::new(if short {
@@ -169,20 +224,31 @@ impl Search {
             format!("%{escaped}%")
         })
         .escape('\\');
+        let narrowed =
+            part.map(|part| LikeExpr::new(format!("%{}%", escape_like(part))).escape('\\'));
+        let like = |column: Expr| match &narrowed {
+            None => Condition::all().add(column.like(pattern.clone())),
+            // `column || ''` is the same text, which no index reads: the indexes are asked
+            // for the rarer part alone.
+            Some(narrowed) => Condition::all()
+                .add(column.clone().like(narrowed.clone()))
+                .add(column.concatenate("").like(pattern.clone())),
+        };
         let accepted = membership::Column::Status.eq(ACTIVE);
         let mut by_user = Condition::any()
-            .add(Expr::col((user::Entity, user::Column::Email)).like(pattern.clone()))
+            .add(like(Expr::col((user::Entity, user::Column::Email))))
             .add(
                 Condition::all()
                     .add(accepted.clone())
-                    .add(Expr::col((user::Entity, user::Column::NameLower)).like(pattern.clone())),
+                    .add(like(Expr::col((user::Entity, user::Column::NameLower)))),
             );
         if let Some(id) = user_id {
             by_user = by_user.add(user::Column::Id.eq(id));
         }
-        let by_invitation = Condition::all().add(accepted.not()).add(
-            Expr::col((membership::Entity, membership::Column::InvitedNameLower)).like(pattern),
-        );
+        let by_invitation = Condition::all().add(accepted.not()).add(like(Expr::col((
+            membership::Entity,
+            membership::Column::InvitedNameLower,
+        ))));
         Self {
             text: text.to_owned(),
             user_id,
@@ -303,14 +369,24 @@ impl Store {
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Keyed<Member>>, Error> {
-        let mut found = self
-            .page(account_id, filter, after, limit, now, Lookup::Walk)
-            .await?;
+        let rare = self.rare_part(filter).await?;
+        let mut found = match &rare {
+            // A rare part says that matches are rare: the indexes find them at once.
+            Some(part) => {
+                let lookup = Lookup::Indexes(Some(part));
+                self.page(account_id, filter, after, limit, now, lookup)
+                    .await?
+            }
+            None => {
+                self.page(account_id, filter, after, limit, now, Lookup::Walk)
+                    .await?
+            }
+        };
         // A window that did not fill the page says that matches are rare: the indexes
         // find them without reading the rest of the account.
-        if filter.search.is_some() && (found.len() as u64) < limit {
+        if filter.search.is_some() && rare.is_none() && (found.len() as u64) < limit {
             found = self
-                .page(account_id, filter, after, limit, now, Lookup::Indexes)
+                .page(account_id, filter, after, limit, now, Lookup::Indexes(None))
                 .await?;
         }
         let pending: Vec<Uuid> = found
@@ -339,7 +415,7 @@ impl Store {
         after: Option<Uuid>,
         limit: u64,
         now: DateTime<Utc>,
-        lookup: Lookup,
+        lookup: Lookup<'_>,
     ) -> Result<Vec<(membership::Model, user::Model)>, Error> {
         let backend = self.db.get_database_backend();
         let mut query = filtered(account_id, filter, now, true, backend, lookup);
@@ -448,6 +524,10 @@ impl Store {
         filter: &MemberFilter,
         now: DateTime<Utc>,
     ) -> Result<MemberCount, Error> {
+        if let Some(part) = self.rare_part(filter).await? {
+            let lookup = Lookup::Indexes(Some(&part));
+            return self.count_bounded(account_id, filter, now, lookup).await;
+        }
         let backend = self.db.get_database_backend();
         let members = self
             .counted(account_id, None, &MemberFilter::default())
@@ -462,7 +542,7 @@ impl Store {
         let estimate = in_window.saturating_mul(members) / SEARCH_WINDOW;
         if estimate <= INDEX_COUNT_LIMIT {
             return self
-                .count_bounded(account_id, filter, now, Lookup::Indexes)
+                .count_bounded(account_id, filter, now, Lookup::Indexes(None))
                 .await;
         }
         Ok(MemberCount {
@@ -471,13 +551,59 @@ impl Store {
         })
     }
 
+    /// PostgreSQL: the longest part of the search text whose trigrams are rare among a
+    /// sample of users, for the trigram indexes to look up instead of the whole text. A
+    /// trigram that most users hold (`mem` of "member77777" where every email starts with
+    /// "member") costs the index a read of most of its entries; the rare ones alone give
+    /// few rows, on which the whole text is then compared. `None`: no part is rare, or no
+    /// search, or SQLite.
+    async fn rare_part(&self, filter: &MemberFilter) -> Result<Option<String>, Error> {
+        let Some((text, _)) = &filter.search else {
+            return Ok(None);
+        };
+        if self.backend() != DatabaseBackend::Postgres {
+            return Ok(None);
+        }
+        let parts = word_parts(text);
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        // One count per part over the sampled users' emails and names.
+        let mut sql = String::from("SELECT ");
+        let mut values = Vec::with_capacity(parts.len());
+        for (n, (_, part)) in parts.iter().enumerate() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            let p = n + 1;
+            sql.push_str(&format!(
+                "count(*) FILTER (WHERE email LIKE ${p} ESCAPE E'\\\\' OR name_lower LIKE ${p} ESCAPE E'\\\\')"
+            ));
+            values.push(format!("%{}%", escape_like(part)).into());
+        }
+        sql.push_str(&format!(
+            " FROM (SELECT email, name_lower FROM users LIMIT {SAMPLE_USERS}) AS sample"
+        ));
+        let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values);
+        // Its plan (the first rows of the table) suits any text: the main pool keeps it.
+        let row = self
+            .reader
+            .query_one_raw(statement)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("sample".into()))?;
+        let found = (0..parts.len())
+            .map(|n| row.try_get_by_index::<i64>(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rare_run(text, &parts, &found))
+    }
+
     /// Counts the matches up to [`COUNT_BOUND`] + 1.
     async fn count_bounded(
         &self,
         account_id: Uuid,
         filter: &MemberFilter,
         now: DateTime<Utc>,
-        lookup: Lookup,
+        lookup: Lookup<'_>,
     ) -> Result<MemberCount, Error> {
         let backend = self.db.get_database_backend();
         let matches = filtered(account_id, filter, now, false, backend, lookup)
@@ -502,6 +628,38 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parts_of_a_search_text_are_its_letter_and_digit_trigrams() {
+        let parts = word_parts("ab.cde");
+        assert_eq!(parts, vec![(3, "cde".to_string())]);
+        assert!(word_parts("ab").is_empty());
+        assert_eq!(word_parts("zoë1")[1], (1, "oë1".to_string()));
+    }
+
+    #[test]
+    fn the_longest_run_of_rare_parts_is_looked_up() {
+        let text = "member77777";
+        let parts = word_parts(text);
+        // mem emb mbe ber er7 r77 777 777 777
+        let found = [1000, 1000, 1000, 1000, 111, 10, 1, 1, 1];
+        assert_eq!(rare_run(text, &parts, &found).as_deref(), Some("r77777"));
+        let common = [1000; 9];
+        assert_eq!(rare_run(text, &parts, &common), None);
+        // Two runs: the longer one wins.
+        let found = [0, 0, 1000, 1000, 0, 0, 0, 1000, 0];
+        assert_eq!(rare_run(text, &parts, &found).as_deref(), Some("er777"));
+    }
+
+    #[test]
+    fn a_run_does_not_bridge_a_part_that_is_not_a_word() {
+        let text = "ann 31415";
+        let parts = word_parts(text);
+        assert_eq!(parts.len(), 4);
+        // "ann" and "314" are both rare but not adjacent: the longer run wins.
+        let found = [0, 0, 0, 0];
+        assert_eq!(rare_run(text, &parts, &found).as_deref(), Some("31415"));
+    }
 
     #[test]
     fn like_wildcards_in_search_text_are_escaped() {
