@@ -16,7 +16,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, IdenStatic, QueryFilter,
@@ -53,9 +53,10 @@ enum Wake {
 /// accounts' wake-ups.
 static WAKES: LazyLock<broadcast::Sender<Wake>> = LazyLock::new(|| broadcast::channel(1024).0);
 
-/// Takes the account's next number. The counter row stays locked until the transaction
-/// ends; callers record their event last, so the hold is short.
-pub(super) async fn next_seq(db: &impl ConnectionTrait, account_id: Uuid) -> Result<i64, DbErr> {
+/// The statement that takes the account's next number (`last_seq`, returned). The counter
+/// row stays locked until the transaction ends; callers record their event last, so the
+/// hold is short.
+pub(super) fn next_seq_statement(account_id: Uuid) -> Result<InsertStatement, DbErr> {
     let mut insert = Query::insert();
     insert
         .into_table(sequence::Entity)
@@ -71,8 +72,13 @@ pub(super) async fn next_seq(db: &impl ConnectionTrait, account_id: Uuid) -> Res
                 .to_owned(),
         )
         .returning_col(sequence::Column::LastSeq);
+    Ok(insert)
+}
+
+/// Takes the account's next number, in a statement of its own (see [`next_seq_statement`]).
+pub(super) async fn next_seq(db: &impl ConnectionTrait, account_id: Uuid) -> Result<i64, DbErr> {
     let row = db
-        .query_one(&insert)
+        .query_one(&next_seq_statement(account_id)?)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the account's change counter".into()))?;
     row.try_get("", sequence::Column::LastSeq.as_str())

@@ -242,7 +242,10 @@ async fn postgres_list_queries_are_planned_for_their_values_and_the_rest_keep_th
         let row = db.query_one_raw(show).await.unwrap().unwrap();
         row.try_get_by_index::<String>(0).unwrap()
     };
-    assert_eq!(mode(store.list_connection().clone()).await, "force_custom_plan");
+    assert_eq!(
+        mode(store.list_connection().clone()).await,
+        "force_custom_plan"
+    );
     assert_eq!(mode(store.connection().clone()).await, "auto");
     store.close().await.unwrap();
 }
