@@ -155,6 +155,66 @@ async fn search_matches_an_id_exactly_or_part_of_an_email_or_name_in_any_case() 
 }
 
 #[tokio::test]
+async fn a_search_looked_up_by_its_rarest_part_still_matches_the_whole_text() {
+    let app = spawn_app().await;
+    for (name, email) in [
+        ("Quinn Xylo", "quinn.xylo@example.com"),
+        ("Xylo Quinn", "xylo.quinn@example.com"),
+        ("Quinn", "quinn@xylo.example"),
+    ] {
+        app.invite(name, email, pb::Role::Users).await.unwrap();
+    }
+    let mut request = app.list_request();
+    // On PostgreSQL the indexes are asked for "quinn" (the longest run of rare letters);
+    // only the whole text decides.
+    request.search = "quinn.xylo".into();
+    let found = app.list(&app.admin_token, request.clone()).await.unwrap();
+    assert_eq!(emails(&found), ["quinn.xylo@example.com"]);
+    assert_eq!(found.total_size, 1);
+    request.search = "xylo".into();
+    let found = app.list(&app.admin_token, request.clone()).await.unwrap();
+    assert_eq!(found.total_size, 3);
+    // No letter-and-digit part: the account's members are walked.
+    request.search = "o q".into();
+    let found = app.list(&app.admin_token, request).await.unwrap();
+    assert_eq!(emails(&found), ["xylo.quinn@example.com"]);
+}
+
+#[tokio::test]
+async fn a_search_whose_parts_most_users_share_finds_every_match() {
+    let app = spawn_app().await;
+    // More users hold "alp", "lph" and "pha" than a part may to count as rare: the search
+    // walks the account's members instead of asking the indexes for a part.
+    for n in 0..14 {
+        app.invite(
+            &format!("Team Alpha {n}"),
+            &format!("alpha{n}@example.com"),
+            pb::Role::Users,
+        )
+        .await
+        .unwrap();
+    }
+    let mut request = app.list_request();
+    request.search = "ALPHA".into();
+    request.page_size = 5;
+    let mut seen = HashSet::new();
+    loop {
+        let page = app.list(&app.admin_token, request.clone()).await.unwrap();
+        assert_eq!(page.total_size, 14);
+        seen.extend(page.users.iter().map(|user| user.email.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 14);
+    let mut request = app.list_request();
+    request.search = "alpha1".into();
+    let found = app.list(&app.admin_token, request).await.unwrap();
+    assert_eq!(found.total_size, 5, "alpha1 and alpha10 to alpha13");
+}
+
+#[tokio::test]
 async fn pages_chain_through_every_member_exactly_once() {
     let app = spawn_app().await;
     for n in 0..5 {
