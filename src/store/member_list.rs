@@ -6,7 +6,8 @@
 //! [`COUNT_BOUND`] matches and say so. A search first walks a window of the account's
 //! members in id order, which fills a page at once when matches are common, and asks its
 //! indexes when the window falls short: PostgreSQL's trigram indexes, SQLite's FTS5
-//! trigram index (`member_search`).
+//! trigram index (`member_search`). On PostgreSQL a search with a rare part
+//! (`Store::rare_part`) asks the indexes for that part at once, without the walk.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -82,11 +83,14 @@ enum Lookup<'a> {
     Indexes(Option<&'a str>),
 }
 
-/// Users read to judge how common each part of a search text is.
-const SAMPLE_USERS: u64 = 1000;
-/// A three-character part found in at most this many of the sampled users is rare: the
-/// trigram index reads it cheaply.
-const RARE_IN_SAMPLE: i64 = 10;
+/// Members of the account, and users of the whole database, read to judge how common each
+/// part of a search text is: the account's first ones, and the table's first ones. A part
+/// common in the account would make the indexes give most of its members; one common in
+/// the database would make them read most of their entries.
+const SAMPLE_USERS: u64 = 500;
+/// A three-character part found in at most this many of the sampled members and users
+/// (one in two hundred) is rare: the trigram index reads it cheaply and gives few rows.
+const RARE_IN_SAMPLE: i64 = 5;
 /// Parts of a search text judged at most.
 const MAX_PARTS: usize = 32;
 
@@ -369,7 +373,7 @@ impl Store {
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Keyed<Member>>, Error> {
-        let rare = self.rare_part(filter).await?;
+        let rare = self.rare_part(account_id, filter).await?;
         let mut found = match &rare {
             // A rare part says that matches are rare: the indexes find them at once.
             Some(part) => {
@@ -524,14 +528,16 @@ impl Store {
         filter: &MemberFilter,
         now: DateTime<Utc>,
     ) -> Result<MemberCount, Error> {
-        if let Some(part) = self.rare_part(filter).await? {
-            let lookup = Lookup::Indexes(Some(&part));
-            return self.count_bounded(account_id, filter, now, lookup).await;
-        }
         let backend = self.db.get_database_backend();
         let members = self
             .counted(account_id, None, &MemberFilter::default())
             .await?;
+        if members > SEARCH_WINDOW
+            && let Some(part) = self.rare_part(account_id, filter).await?
+        {
+            let lookup = Lookup::Indexes(Some(&part));
+            return self.count_bounded(account_id, filter, now, lookup).await;
+        }
         let in_window = filtered(account_id, filter, now, false, backend, Lookup::Walk)
             .filter(membership::Column::Id.in_subquery(window(account_id, None, SEARCH_WINDOW)))
             .count(&self.lists)
@@ -552,12 +558,16 @@ impl Store {
     }
 
     /// PostgreSQL: the longest part of the search text whose trigrams are rare among a
-    /// sample of users, for the trigram indexes to look up instead of the whole text. A
-    /// trigram that most users hold (`mem` of "member77777" where every email starts with
-    /// "member") costs the index a read of most of its entries; the rare ones alone give
-    /// few rows, on which the whole text is then compared. `None`: no part is rare, or no
-    /// search, or SQLite.
-    async fn rare_part(&self, filter: &MemberFilter) -> Result<Option<String>, Error> {
+    /// sample of the account's members and of the database's users, for the trigram
+    /// indexes to look up instead of the whole text. A trigram that most users hold (`mem`
+    /// of "member77777" where every email starts with "member") costs the index a read of
+    /// most of its entries; the rare ones alone give few rows, on which the whole text is
+    /// then compared. `None`: no part is rare, or no search, or SQLite.
+    async fn rare_part(
+        &self,
+        account_id: Uuid,
+        filter: &MemberFilter,
+    ) -> Result<Option<String>, Error> {
         let Some((text, _)) = &filter.search else {
             return Ok(None);
         };
@@ -568,21 +578,26 @@ impl Store {
         if parts.is_empty() {
             return Ok(None);
         }
-        // One count per part over the sampled users' emails and names.
+        // One count per part over the sampled emails and names.
         let mut sql = String::from("SELECT ");
-        let mut values = Vec::with_capacity(parts.len());
+        let mut values: Vec<sea_orm::Value> = vec![account_id.into()];
         for (n, (_, part)) in parts.iter().enumerate() {
             if n > 0 {
                 sql.push_str(", ");
             }
-            let p = n + 1;
+            let p = n + 2;
             sql.push_str(&format!(
-                "count(*) FILTER (WHERE email LIKE ${p} ESCAPE E'\\\\' OR name_lower LIKE ${p} ESCAPE E'\\\\')"
+                "count(*) FILTER (WHERE email LIKE ${p} ESCAPE E'\\\\' \
+                 OR name_lower LIKE ${p} ESCAPE E'\\\\' \
+                 OR invited_name_lower LIKE ${p} ESCAPE E'\\\\')"
             ));
             values.push(format!("%{}%", escape_like(part)).into());
         }
         sql.push_str(&format!(
-            " FROM (SELECT email, name_lower FROM users LIMIT {SAMPLE_USERS}) AS sample"
+            " FROM ((SELECT u.email, u.name_lower, m.invited_name_lower \
+             FROM memberships AS m JOIN users AS u ON u.id = m.user_id \
+             WHERE m.account_id = $1 ORDER BY m.id LIMIT {SAMPLE_USERS}) \
+             UNION ALL (SELECT email, name_lower, NULL FROM users LIMIT {SAMPLE_USERS})) AS sample"
         ));
         let statement = Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values);
         // Its plan (the first rows of the table) suits any text: the main pool keeps it.

@@ -64,7 +64,8 @@ impl Store {
         })
     }
 
-    /// Connections in use (not idle) in each pool: `writer`, and on SQLite `reader`.
+    /// Connections in use (not idle) in each pool: `writer`; on PostgreSQL `lists`
+    /// (ListUsers' queries), on SQLite `reader`.
     pub fn connections_in_use(&self) -> Vec<(&'static str, u64)> {
         fn in_use(size: u32, idle: usize) -> u64 {
             u64::from(size).saturating_sub(idle as u64)
@@ -72,7 +73,11 @@ impl Store {
         match self.db.get_database_backend() {
             DatabaseBackend::Postgres => {
                 let pool = self.db.get_postgres_connection_pool();
-                vec![("writer", in_use(pool.size(), pool.num_idle()))]
+                let lists = self.lists.get_postgres_connection_pool();
+                vec![
+                    ("writer", in_use(pool.size(), pool.num_idle())),
+                    ("lists", in_use(lists.size(), lists.num_idle())),
+                ]
             }
             DatabaseBackend::Sqlite => {
                 let writer = self.db.get_sqlite_connection_pool();
