@@ -187,6 +187,16 @@ const TEST_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// How long a call waits for a connection unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pool's options: no statement logging, `timeout` to open a connection or wait for one.
+fn pool_options(url: &str, timeout: Duration) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url);
+    options
+        .sqlx_logging(false)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout);
+    options
+}
+
 /// Opens a pool on the database the URL names.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     connect_with_timeout(url, DEFAULT_TIMEOUT).await
@@ -201,12 +211,8 @@ pub async fn connect_with_timeout(
     url: &str,
     timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url);
-    options
-        .sqlx_logging(false)
-        .connect_timeout(timeout)
-        .acquire_timeout(timeout)
-        .test_before_acquire_if_idle_for(TEST_IF_IDLE_FOR);
+    let mut options = pool_options(url, timeout);
+    options.test_before_acquire_if_idle_for(TEST_IF_IDLE_FOR);
     if url.starts_with("sqlite:") {
         // SQLite has one writer at a time: one connection serialises this process's
         // transactions instead of failing them with SQLITE_BUSY under load. WAL lets
@@ -234,11 +240,8 @@ const LIST_CONNECTIONS: u32 = 10;
 /// neither the account nor the search pattern, and picks worse indexes for it. Here each
 /// execution is planned for its values, which costs a fraction of a millisecond.
 async fn connect_lists(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url);
+    let mut options = pool_options(url, timeout);
     options
-        .sqlx_logging(false)
-        .connect_timeout(timeout)
-        .acquire_timeout(timeout)
         .test_before_acquire_if_idle_for(TEST_IF_IDLE_FOR)
         .max_connections(LIST_CONNECTIONS)
         .min_connections(0)
@@ -251,11 +254,8 @@ async fn connect_lists(url: &str, timeout: Duration) -> Result<DatabaseConnectio
 /// A pool of one connection of its own on PostgreSQL (health pings, the change listener),
 /// opened again after an outage.
 async fn connect_probe(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url);
+    let mut options = pool_options(url, timeout);
     options
-        .sqlx_logging(false)
-        .connect_timeout(timeout)
-        .acquire_timeout(timeout)
         .test_before_acquire(false)
         .max_connections(1)
         .min_connections(0);
@@ -275,11 +275,8 @@ fn sqlite_readers(
     if !url.starts_with("sqlite:") || in_memory {
         return None;
     }
-    let mut options = ConnectOptions::new(url);
+    let mut options = pool_options(url, timeout);
     options
-        .sqlx_logging(false)
-        .connect_timeout(timeout)
-        .acquire_timeout(timeout)
         .max_connections(SQLITE_READERS)
         .min_connections(1)
         .map_sqlx_sqlite_opts(|sqlite| {
