@@ -226,10 +226,15 @@ async fn the_emails_of_a_replica_killed_mid_send_are_sent_by_another_within_30_s
     // A second replica, with a working relay, takes them over once the lease runs out.
     let mut second = Replica::start(&database_url, &app.mail.url());
     second.wait_for_log("notifier started").await;
+    // Delivered, and recorded as sent: the relay has the message a moment before the
+    // replica marks its row.
     wait_until(
         killed_at + Duration::from_secs(30),
         "delivery of every email",
-        move || async move { shared.mail.mails().len() >= EMAILS },
+        move || async move {
+            shared.mail.mails().len() >= EMAILS
+                && emails(shared).await.iter().all(|row| row.sent_at.is_some())
+        },
     )
     .await;
     let handed_over_in = killed_at.elapsed();
