@@ -15,6 +15,37 @@ fn emails(response: &pb::ListUsersResponse) -> Vec<&str> {
         .collect()
 }
 
+/// `count` members invited as `<name> <n>`, `<email><n>@example.com`.
+async fn invite_many(app: &TestApp, count: usize, name: &str, email: &str) {
+    for n in 0..count {
+        app.invite(
+            &format!("{name} {n}"),
+            &format!("{email}{n}@example.com"),
+            pb::Role::Users,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Every page of the request, in order; each page's `total_size` must be `total`.
+async fn all_pages(
+    app: &TestApp,
+    mut request: pb::ListUsersRequest,
+    total: i32,
+) -> Vec<pb::ListUsersResponse> {
+    let mut pages = Vec::new();
+    loop {
+        let page = app.list(&app.admin_token, request.clone()).await.unwrap();
+        assert_eq!(page.total_size, total);
+        request.page_token = page.next_page_token.clone();
+        pages.push(page);
+        if request.page_token.is_empty() {
+            return pages;
+        }
+    }
+}
+
 async fn seed(app: &TestApp) -> (pb::User, pb::User, pb::User) {
     let ada = app
         .invite("Ada Lovelace", "ada@example.com", pb::Role::Engineers)
@@ -185,28 +216,15 @@ async fn a_search_whose_parts_most_users_share_finds_every_match() {
     let app = spawn_app().await;
     // More users hold "alp", "lph" and "pha" than a part may to count as rare: the search
     // walks the account's members instead of asking the indexes for a part.
-    for n in 0..14 {
-        app.invite(
-            &format!("Team Alpha {n}"),
-            &format!("alpha{n}@example.com"),
-            pb::Role::Users,
-        )
-        .await
-        .unwrap();
-    }
+    invite_many(&app, 14, "Team Alpha", "alpha").await;
     let mut request = app.list_request();
     request.search = "ALPHA".into();
     request.page_size = 5;
-    let mut seen = HashSet::new();
-    loop {
-        let page = app.list(&app.admin_token, request.clone()).await.unwrap();
-        assert_eq!(page.total_size, 14);
-        seen.extend(page.users.iter().map(|user| user.email.clone()));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let seen: HashSet<String> = all_pages(&app, request, 14)
+        .await
+        .iter()
+        .flat_map(|page| page.users.iter().map(|user| user.email.clone()))
+        .collect();
     assert_eq!(seen.len(), 14);
     let mut request = app.list_request();
     request.search = "alpha1".into();
@@ -217,28 +235,15 @@ async fn a_search_whose_parts_most_users_share_finds_every_match() {
 #[tokio::test]
 async fn pages_chain_through_every_member_exactly_once() {
     let app = spawn_app().await;
-    for n in 0..5 {
-        app.invite(
-            &format!("User {n}"),
-            &format!("user{n}@example.com"),
-            pb::Role::Users,
-        )
-        .await
-        .unwrap();
-    }
+    invite_many(&app, 5, "User", "user").await;
     let mut request = app.list_request();
     request.page_size = 2;
-    let mut seen = Vec::new();
-    loop {
-        let page = app.list(&app.admin_token, request.clone()).await.unwrap();
-        assert_eq!(page.total_size, 6);
-        assert!(page.users.len() <= 2);
-        seen.extend(page.users.iter().map(|user| user.email.clone()));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = page.next_page_token;
-    }
+    let pages = all_pages(&app, request, 6).await;
+    assert!(pages.iter().all(|page| page.users.len() <= 2));
+    let seen: Vec<String> = pages
+        .iter()
+        .flat_map(|page| page.users.iter().map(|user| user.email.clone()))
+        .collect();
     assert_eq!(seen.len(), 6);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 6);
 }
