@@ -118,11 +118,11 @@ fn rare_run(text: &str, parts: &[(usize, String)], found: &[i64]) -> Option<Stri
             run = None;
             continue;
         }
-        run = match run {
-            Some((start, end)) if end == *at + 2 => Some((start, at + 3)),
-            _ => Some((*at, at + 3)),
+        let (start, end) = match run {
+            Some((start, end)) if end == *at + 2 => (start, at + 3),
+            _ => (*at, at + 3),
         };
-        let (start, end) = run.unwrap_or((*at, at + 3));
+        run = Some((start, end));
         if best.is_none_or(|(s, e)| end - start > e - s) {
             best = Some((start, end));
         }
