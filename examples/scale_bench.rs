@@ -95,6 +95,9 @@ struct Args {
     /// Seed the account (or find it seeded) and stop.
     #[arg(long)]
     seed_only: bool,
+    /// Time GetUser only, beside its floor: no ListUsers, InviteUser or memory runs.
+    #[arg(long, conflicts_with = "list_only")]
+    get_user_only: bool,
     /// Folder for pgbench scripts and logs.
     #[arg(long, default_value = "/tmp/bench-scale")]
     work: PathBuf,
@@ -144,6 +147,12 @@ async fn main() {
         account_id: seeded.account_id,
     };
     let mut rows: Vec<(String, Figure, Figure)> = Vec::new();
+    if args.get_user_only {
+        rows.push(get_user_figure(&args, &db, &server, &seeded, &issued).await);
+        server.stop().await;
+        report(&args, &db, &seeded, idle_rss, &rows).await;
+        return;
+    }
 
     // ListUsers.
     let position = (args.members / 2).min(500_000);
@@ -195,45 +204,8 @@ async fn other_figures(
 ) {
     let postgres = args.database_url.starts_with("postgres");
     let tokens: Vec<String> = issued.iter().map(|token| token.secret.clone()).collect();
-    // GetUser.
-    let target = (args.members / 3) | 1;
-    let (_, target_user) = seed::member_ids(db, seeded.account_id, target).await;
-    let get_user = pb::GetUserRequest {
-        account_id: seeded.account_id.to_string(),
-        user_id: target_user.to_string(),
-    };
-    eprintln!("GetUser: h2load 4 × 8 for {} s", args.seconds);
-    let (figure, requests) = load::get_user_h2load(
-        server.addr,
-        &tokens[0],
-        get_user.clone(),
-        (4, 8),
-        args.seconds,
-    )
-    .await;
-    eprintln!("h2load {requests}");
-    let floor = if postgres {
-        eprintln!("GetUser floor: pgbench {}", args.get_user_sql.display());
-        Figure::Rate(pgbench::throughput(
-            &args.database_url,
-            &args.get_user_sql,
-            args.clients,
-            2,
-            args.seconds,
-            &[
-                ("account_id", seeded.account_id.to_string()),
-                ("user_id", target_user.to_string()),
-                ("token_hash", issued[0].hash.clone()),
-            ],
-        ))
-    } else {
-        Figure::None("no pgbench on SQLite")
-    };
-    rows.push((
-        "GetUser, h2load 4 connections × 8 streams".into(),
-        figure,
-        floor,
-    ));
+    rows.push(get_user_figure(args, db, server, seeded, issued).await);
+    let get_user = get_user_request(db, seeded, args.members).await;
 
     // InviteUser.
     eprintln!("InviteUser: {} tasks for {} s", args.clients, args.seconds);
@@ -295,6 +267,73 @@ async fn other_figures(
         figure,
         Figure::None(""),
     ));
+}
+
+/// GetUser of one member (a third into the account) by its first token.
+async fn get_user_request(
+    db: &sea_orm::DatabaseConnection,
+    seeded: &seed::Seeded,
+    members: u32,
+) -> pb::GetUserRequest {
+    let target = (members / 3) | 1;
+    let (_, target_user) = seed::member_ids(db, seeded.account_id, target).await;
+    pb::GetUserRequest {
+        account_id: seeded.account_id.to_string(),
+        user_id: target_user.to_string(),
+    }
+}
+
+/// GetUser by h2load, beside pgbench of the statement it sends (PostgreSQL).
+async fn get_user_figure(
+    args: &Args,
+    db: &sea_orm::DatabaseConnection,
+    server: &server::Server,
+    seeded: &seed::Seeded,
+    issued: &[seed::Issued],
+) -> (String, Figure, Figure) {
+    let get_user = get_user_request(db, seeded, args.members).await;
+    eprintln!("GetUser: h2load 4 × 8 for {} s", args.seconds);
+    let cpu_before = server.cpu_seconds();
+    let (figure, requests) = load::get_user_h2load(
+        server.addr,
+        &issued[0].secret,
+        get_user.clone(),
+        (4, 8),
+        args.seconds,
+    )
+    .await;
+    let cpu = server.cpu_seconds() - cpu_before;
+    eprintln!("h2load {requests}");
+    let succeeded = requests
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" succeeded")?.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    eprintln!(
+        "server CPU: {cpu:.2} s for {succeeded} calls: {}",
+        Figure::CpuPerCall(cpu * 1e6 / succeeded).text()
+    );
+    let floor = if args.database_url.starts_with("postgres") {
+        eprintln!("GetUser floor: pgbench {}", args.get_user_sql.display());
+        Figure::Rate(pgbench::throughput(
+            &args.database_url,
+            &args.get_user_sql,
+            args.clients,
+            2,
+            args.seconds,
+            &[
+                ("account_id", get_user.account_id),
+                ("user_id", get_user.user_id),
+                ("token_hash", issued[0].hash.clone()),
+            ],
+        ))
+    } else {
+        Figure::None("no pgbench on SQLite")
+    };
+    (
+        "GetUser, h2load 4 connections × 8 streams".into(),
+        figure,
+        floor,
+    )
 }
 
 /// The table, with what it was measured on.

@@ -54,15 +54,16 @@ async fn main() -> ExitCode {
             name,
         } => issue_token(&cli.settings, account_id, &email, role.as_deref(), &name).await,
     };
-    // The last spans reach the collector before the process ends.
-    telemetry.shutdown().await;
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(error = %message, "usermgmt failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last spans reach the collector and the last lines stderr before the process ends.
+    telemetry.shutdown().await;
+    code
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;

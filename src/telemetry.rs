@@ -1,17 +1,27 @@
 //! Logging and traces. Logs: text or JSON lines on stderr, level from `RUST_LOG` (default
-//! `info`). Traces: with an OTLP endpoint configured (the standard `OTEL_EXPORTER_OTLP_*`
+//! `info`); the server's lines are written by a thread of their own, in batches, so that a
+//! call never waits on stderr and a busy server writes many lines per system call. Traces: with an OTLP endpoint configured (the standard `OTEL_EXPORTER_OTLP_*`
 //! variables), the service's spans are exported over gRPC or HTTP/protobuf; each call
 //! continues the caller's W3C `traceparent`, and an email's sends join the trace of the call
 //! that queued it (see [`trace_context`] and [`continue_trace`]).
 
-use std::{collections::HashMap, io::IsTerminal, time::Duration};
+use std::{
+    collections::HashMap,
+    io::{BufWriter, IsTerminal},
+    time::Duration,
+};
 
 use opentelemetry::{global, trace::TraceContextExt};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer,
+    filter::Targets,
+    fmt::{self, writer::BoxMakeWriter},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
 };
 
 use crate::config::{LogFormat, ObservabilitySettings, OtlpProtocol};
@@ -19,36 +29,59 @@ use crate::config::{LogFormat, ObservabilitySettings, OtlpProtocol};
 /// How long shutting down waits for the last spans to reach the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The process's trace export, flushed by [`Telemetry::shutdown`].
-#[must_use = "call shutdown() so that the last spans are exported"]
+/// Log bytes gathered before one write to stderr; the writer also writes whenever it has
+/// no more lines waiting.
+const LOG_BATCH_BYTES: usize = 64 * 1024;
+
+/// The process's trace export and log writer, flushed by [`Telemetry::shutdown`].
+#[must_use = "call shutdown() so that the last spans are exported and the last lines written"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Dropped last: writes the lines still queued, then stops the log writer's thread.
+    log_writer: WorkerGuard,
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered, then stops the exporter.
+    /// Exports the spans still buffered, stops the exporter, then writes the last log lines.
     pub async fn shutdown(self) {
-        let Some(provider) = self.provider else {
-            return;
-        };
-        // The exporter's flush blocks; it must not hold up one of the runtime's workers.
-        let flushed =
-            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
-                .await;
-        match flushed {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "could not export the last spans"),
-            Err(error) => tracing::warn!(%error, "could not export the last spans"),
+        let Telemetry {
+            provider,
+            log_writer,
+        } = self;
+        if let Some(provider) = provider {
+            export_last_spans(provider).await;
         }
+        drop(log_writer);
     }
 }
 
-/// Logs only, as the tests and the operator's commands use them.
+async fn export_last_spans(provider: SdkTracerProvider) {
+    // The exporter's flush blocks; it must not hold up one of the runtime's workers.
+    let flushed =
+        tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT)).await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "could not export the last spans"),
+        Err(error) => tracing::warn!(%error, "could not export the last spans"),
+    }
+}
+
+/// Logs only, written as they come (no thread of their own), as the tests use them.
 pub fn init(format: LogFormat) {
     // A second init (tests start many apps in one process) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(log_layer(format))
+        .with(log_layer(format, BoxMakeWriter::new(std::io::stderr)))
         .try_init();
+}
+
+/// stderr behind a thread that writes the lines in batches. No line is dropped: when the
+/// queue is full (128,000 lines), the call that logs waits, as it would on stderr itself.
+fn batched_stderr() -> (BoxMakeWriter, WorkerGuard) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("usermgmt-log")
+        .finish(BufWriter::with_capacity(LOG_BATCH_BYTES, std::io::stderr()));
+    (BoxMakeWriter::new(writer), guard)
 }
 
 /// Logs, and traces when an OTLP endpoint is configured. Call it inside the Tokio runtime
@@ -59,8 +92,14 @@ pub fn init_with_traces(
 ) -> Result<Telemetry, String> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let Some(endpoint) = &settings.otlp_endpoint else {
-        init(format);
-        return Ok(Telemetry { provider: None });
+        let (writer, log_writer) = batched_stderr();
+        let _ = tracing_subscriber::registry()
+            .with(log_layer(format, writer))
+            .try_init();
+        return Ok(Telemetry {
+            provider: None,
+            log_writer,
+        });
     };
     // What may be logged of the endpoint: never a password it carries.
     let shown = {
@@ -97,8 +136,9 @@ pub fn init_with_traces(
     // The service's own spans only: the exporter's HTTP and gRPC clients must not trace
     // themselves. RUST_LOG governs the log lines, not which spans are exported.
     let traced = Targets::new().with_target("usermgmt", tracing::Level::INFO);
+    let (writer, log_writer) = batched_stderr();
     let _ = tracing_subscriber::registry()
-        .with(log_layer(format))
+        .with(log_layer(format, writer))
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
@@ -109,16 +149,17 @@ pub fn init_with_traces(
     tracing::info!(endpoint = %shown, protocol = ?settings.otlp_protocol, "exporting traces");
     Ok(Telemetry {
         provider: Some(provider),
+        log_writer,
     })
 }
 
-fn log_layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+fn log_layer<S>(format: LogFormat, writer: BoxMakeWriter) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let layer = fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => layer.with_filter(filter).boxed(),

@@ -105,6 +105,25 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// The CPU time the server has used so far (user and system, all threads), in seconds:
+    /// `utime` and `stime` of `/proc/<pid>/stat`, in Linux's fixed 100 ticks a second.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |index: usize| {
+            fields
+                .get(index)
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     /// SIGTERM, then waits for the exit.
     pub async fn stop(mut self) {
         let _ = Command::new("kill")

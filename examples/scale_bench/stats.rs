@@ -36,6 +36,8 @@ pub enum Figure {
         rss: f64,
         peak: f64,
     },
+    /// CPU time of one process (user and system) per call, in microseconds.
+    CpuPerCall(f64),
     /// Not measured here, and why.
     None(&'static str),
 }
@@ -46,6 +48,7 @@ impl Figure {
             Figure::Latency(s) => format!("p50 {} ms, p99 {} ms", ms(s.p50), ms(s.p99)),
             Figure::Rate(rate) => format!("{} calls/s", thousands(*rate)),
             Figure::Memory { rss, peak } => format!("RSS {rss:.1} MiB (peak {peak:.1} MiB)"),
+            Figure::CpuPerCall(micros) => format!("{micros:.0} µs of CPU per call"),
             Figure::None(why) => (*why).to_string(),
         }
     }

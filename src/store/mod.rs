@@ -19,6 +19,7 @@ mod member_list;
 mod members;
 pub mod outbox;
 mod quota;
+mod read_pool;
 mod readers;
 mod rows;
 pub mod stats;
@@ -47,15 +48,17 @@ use sea_orm::{
 use uuid::Uuid;
 
 use entity::account;
+use read_pool::{ReadPool, Reads};
 
 /// The service's database: a pool of connections for writes, and one for reads. On
-/// PostgreSQL they are the same pool; on SQLite the writer is a single connection and the
+/// PostgreSQL the reads outside transactions have a pool whose connections go back without
+/// a round trip ([`read_pool`]); on SQLite the writer is a single connection and the
 /// readers a pool of their own beside it (WAL lets them read while it writes). ListUsers'
 /// queries have a pool of their own on PostgreSQL (`lists`).
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    reader: DatabaseConnection,
+    reader: Reads,
     /// ListUsers' pages and counts. PostgreSQL: a pool of its own whose statements are
     /// planned for their values each time (`plan_cache_mode = force_custom_plan`): the
     /// best plan of a page or a search depends on the account and the pattern, which a
@@ -81,7 +84,7 @@ impl Store {
     /// A store whose reads and writes share one pool.
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
-            reader: db.clone(),
+            reader: Reads::Pool(db.clone()),
             lists: db.clone(),
             db,
             probe: None,
@@ -98,13 +101,17 @@ impl Store {
     /// connection (opening one, or a free one from the pool).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, Error> {
         let db = connect_with_timeout(url, timeout).await?;
-        let reader = match sqlite_readers(url, timeout) {
-            Some(readers) => readers.await?,
-            None => db.clone(),
-        };
-        let lists = match url.starts_with("sqlite:") {
-            true => reader.clone(),
-            false => connect_lists(url, timeout).await?,
+        let (reader, lists) = if url.starts_with("sqlite:") {
+            let readers = match sqlite_readers(url, timeout) {
+                Some(readers) => readers.await?,
+                None => db.clone(),
+            };
+            (Reads::Pool(readers.clone()), readers)
+        } else {
+            (
+                Reads::Held(postgres_reads(&db, timeout)?),
+                connect_lists(url, timeout).await?,
+            )
         };
         let probe = match url.starts_with("sqlite:") {
             true => None,
@@ -132,7 +139,12 @@ impl Store {
     /// calls keep busy is not an outage), on SQLite the readers' pool (the single writer may
     /// be busy with a long write).
     pub async fn ping(&self) -> Result<(), Error> {
-        Ok(self.probe.as_ref().unwrap_or(&self.reader).ping().await?)
+        let pool = match (&self.probe, &self.reader) {
+            (Some(probe), _) => probe,
+            (None, Reads::Pool(readers)) => readers,
+            (None, Reads::Held(_)) => &self.db,
+        };
+        Ok(pool.ping().await?)
     }
 
     fn backend(&self) -> sea_orm::DatabaseBackend {
@@ -151,17 +163,20 @@ impl Store {
 
     /// Closes the pools once the calls holding their connections have finished.
     pub async fn close(self) -> Result<(), Error> {
-        let postgres = self.backend() == sea_orm::DatabaseBackend::Postgres;
         if let Some(listener) = self.listener {
             listener.close().await?;
         }
         if let Some(probe) = self.probe {
             probe.close().await?;
         }
-        if postgres {
-            self.lists.close().await?;
+        match self.reader {
+            Reads::Held(reads) => {
+                reads.close().await;
+                self.lists.close().await?;
+            }
+            // The same pool as `db` when the store has one pool: closing twice is harmless.
+            Reads::Pool(readers) => readers.close().await?,
         }
-        self.reader.close().await?;
         Ok(self.db.close().await?)
     }
 
@@ -230,6 +245,16 @@ pub async fn connect_with_timeout(
         options.max_connections(20).min_connections(1);
     }
     Database::connect(options).await
+}
+
+/// Connections the reads outside transactions may hold at once, per replica (PostgreSQL).
+const READ_CONNECTIONS: usize = 16;
+
+/// PostgreSQL: the pool of the reads outside transactions, on the database `db` connects to
+/// and with its settings; its connections are opened as calls need them.
+fn postgres_reads(db: &DatabaseConnection, timeout: Duration) -> Result<ReadPool, DbErr> {
+    let options = db.get_postgres_connection_pool().connect_options();
+    ReadPool::new((*options).clone(), READ_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)
 }
 
 /// Connections ListUsers' queries may hold at once, per replica (PostgreSQL).

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::entity::outbox;
-use super::{Error, Store};
+use super::{Error, Reads, Store};
 
 /// The outbox at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,24 +64,26 @@ impl Store {
         })
     }
 
-    /// Connections in use (not idle) in each pool: `writer`; on PostgreSQL `lists`
-    /// (ListUsers' queries), on SQLite `reader`.
+    /// Connections in use (not idle) in each pool: `writer`; on PostgreSQL `reads` (reads
+    /// outside transactions) and `lists` (ListUsers' queries), on SQLite `reader`.
     pub fn connections_in_use(&self) -> Vec<(&'static str, u64)> {
         fn in_use(size: u32, idle: usize) -> u64 {
             u64::from(size).saturating_sub(idle as u64)
         }
-        match self.db.get_database_backend() {
-            DatabaseBackend::Postgres => {
+        match (self.db.get_database_backend(), &self.reader) {
+            (DatabaseBackend::Postgres, reads) => {
                 let pool = self.db.get_postgres_connection_pool();
                 let lists = self.lists.get_postgres_connection_pool();
-                vec![
-                    ("writer", in_use(pool.size(), pool.num_idle())),
-                    ("lists", in_use(lists.size(), lists.num_idle())),
-                ]
+                let mut pools = vec![("writer", in_use(pool.size(), pool.num_idle()))];
+                if let Reads::Held(reads) = reads {
+                    pools.push(("reads", reads.size_and_in_use().1 as u64));
+                }
+                pools.push(("lists", in_use(lists.size(), lists.num_idle())));
+                pools
             }
-            DatabaseBackend::Sqlite => {
+            (DatabaseBackend::Sqlite, Reads::Pool(reader)) => {
                 let writer = self.db.get_sqlite_connection_pool();
-                let reader = self.reader.get_sqlite_connection_pool();
+                let reader = reader.get_sqlite_connection_pool();
                 vec![
                     ("writer", in_use(writer.size(), writer.num_idle())),
                     ("reader", in_use(reader.size(), reader.num_idle())),

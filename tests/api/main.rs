@@ -29,6 +29,7 @@ mod metrics;
 mod notifier_faults;
 mod privacy;
 mod query_plans;
+mod read_connections;
 mod smtp_tls;
 mod traces;
 mod update_user;
