@@ -11,7 +11,7 @@ mod users;
 
 pub use fair_share::FairShareLayer;
 pub use layers::{AccessLogLayer, AuthLayer, DeadlineLayer, InFlightLimitLayer, RequestId};
-pub use observe::ObserveLayer;
+pub use observe::{CALL_SPAN, ObserveLayer};
 pub use tokens::TokenApi;
 pub use users::UserApi;
 

@@ -23,6 +23,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::metrics::{MethodLabels, Metrics};
 
+/// The name of every call's span. Traces get it; log lines do not (see
+/// [`crate::telemetry`]): the access log line says which call it was.
+pub const CALL_SPAN: &str = "grpc call";
+
 /// Records a span and, when `metrics` is given, the call metrics of every call.
 #[derive(Clone)]
 pub struct ObserveLayer {
@@ -101,7 +105,7 @@ where
             MethodLabels::of_path("/unknown/unknown")
         };
         let span = tracing::info_span!(
-            "grpc call",
+            CALL_SPAN,
             otel.name = %format_args!("{}/{}", method.grpc_service, method.grpc_method),
             otel.kind = "server",
             otel.status_code = Empty,

@@ -254,7 +254,12 @@ const READ_CONNECTIONS: usize = 16;
 /// and with its settings; its connections are opened as calls need them.
 fn postgres_reads(db: &DatabaseConnection, timeout: Duration) -> Result<ReadPool, DbErr> {
     let options = db.get_postgres_connection_pool().connect_options();
-    ReadPool::new((*options).clone(), READ_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)
+    ReadPool::new(
+        (*options).clone(),
+        READ_CONNECTIONS,
+        timeout,
+        TEST_IF_IDLE_FOR,
+    )
 }
 
 /// Connections ListUsers' queries may hold at once, per replica (PostgreSQL).

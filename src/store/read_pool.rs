@@ -16,8 +16,8 @@ use deadpool::{
     managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult},
 };
 use sea_orm::{
-    ConnAcquireErr, ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
-    DatabaseConnection, Statement,
+    ConnAcquireErr, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult,
+    RuntimeErr, Statement,
     sea_query::Values,
     sqlx::{self, Connection, PgConnection, postgres::PgConnectOptions},
 };
@@ -152,7 +152,10 @@ fn acquire_error(error: PoolError<sqlx::Error>) -> DbErr {
 /// The statement as sqlx sends it: its text and its values, bound as parameters.
 fn query(statement: &Statement) -> sqlx::query::Query<'_, sqlx::Postgres, SqlxValues> {
     let values = statement.values.clone().unwrap_or(Values(Vec::new()));
-    sqlx::query_with(sqlx::AssertSqlSafe(statement.sql.as_str()), SqlxValues(values))
+    sqlx::query_with(
+        sqlx::AssertSqlSafe(statement.sql.as_str()),
+        SqlxValues(values),
+    )
 }
 
 #[async_trait::async_trait]

@@ -41,7 +41,10 @@ async fn wait_for_blocked_reads(app: &TestApp, n: i64) {
         if blocked >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "the reads never reached the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the reads never reached the lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
