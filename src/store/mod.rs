@@ -64,7 +64,7 @@ pub struct Store {
     /// best plan of a page or a search depends on the account and the pattern, which a
     /// generic plan does not know. Every other statement keeps its cached plan, which saves
     /// a planning of the joins on every call. Elsewhere the same pool as `reader`.
-    lists: DatabaseConnection,
+    lists: Reads,
     /// PostgreSQL: one connection of its own for health pings, so that calls that hold
     /// every connection of the pool do not read as an outage.
     probe: Option<DatabaseConnection>,
@@ -85,7 +85,7 @@ impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
         Self {
             reader: Reads::Pool(db.clone()),
-            lists: db.clone(),
+            lists: Reads::Pool(db.clone()),
             db,
             probe: None,
             listener: None,
@@ -106,12 +106,10 @@ impl Store {
                 Some(readers) => readers.await?,
                 None => db.clone(),
             };
-            (Reads::Pool(readers.clone()), readers)
+            (Reads::Pool(readers.clone()), Reads::Pool(readers))
         } else {
-            (
-                Reads::Held(postgres_reads(&db, timeout)?),
-                connect_lists(url, timeout).await?,
-            )
+            let (reads, lists) = postgres_reads(&db, timeout)?;
+            (Reads::Held(reads), Reads::Held(lists))
         };
         let probe = match url.starts_with("sqlite:") {
             true => None,
@@ -156,8 +154,13 @@ impl Store {
         &self.db
     }
 
+    /// The pool of the reads outside transactions, for tests.
+    pub fn read_connection(&self) -> &impl ConnectionTrait {
+        &self.reader
+    }
+
     /// The pool of ListUsers' queries, for tests.
-    pub fn list_connection(&self) -> &DatabaseConnection {
+    pub fn list_connection(&self) -> &impl ConnectionTrait {
         &self.lists
     }
 
@@ -169,13 +172,13 @@ impl Store {
         if let Some(probe) = self.probe {
             probe.close().await?;
         }
-        match self.reader {
-            Reads::Held(reads) => {
+        match (self.reader, self.lists) {
+            (Reads::Held(reads), Reads::Held(lists)) => {
                 reads.close().await;
-                self.lists.close().await?;
+                lists.close().await;
             }
             // The same pool as `db` when the store has one pool: closing twice is harmless.
-            Reads::Pool(readers) => readers.close().await?,
+            (Reads::Pool(readers), _) | (_, Reads::Pool(readers)) => readers.close().await?,
         }
         Ok(self.db.close().await?)
     }
@@ -250,35 +253,30 @@ pub async fn connect_with_timeout(
 /// Connections the reads outside transactions may hold at once, per replica (PostgreSQL).
 const READ_CONNECTIONS: usize = 16;
 
-/// PostgreSQL: the pool of the reads outside transactions, on the database `db` connects to
-/// and with its settings; its connections are opened as calls need them.
-fn postgres_reads(db: &DatabaseConnection, timeout: Duration) -> Result<ReadPool, DbErr> {
-    let options = db.get_postgres_connection_pool().connect_options();
-    ReadPool::new(
-        (*options).clone(),
-        READ_CONNECTIONS,
-        timeout,
-        TEST_IF_IDLE_FOR,
-    )
-}
-
 /// Connections ListUsers' queries may hold at once, per replica (PostgreSQL).
-const LIST_CONNECTIONS: u32 = 10;
+const LIST_CONNECTIONS: usize = 10;
 
-/// PostgreSQL: the pool of ListUsers' queries. sqlx prepares each statement once per
-/// connection; after five executions PostgreSQL may switch it to a generic plan that knows
-/// neither the account nor the search pattern, and picks worse indexes for it. Here each
-/// execution is planned for its values, which costs a fraction of a millisecond.
-async fn connect_lists(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbErr> {
-    let mut options = pool_options(url, timeout);
-    options
-        .test_before_acquire_if_idle_for(TEST_IF_IDLE_FOR)
-        .max_connections(LIST_CONNECTIONS)
-        .min_connections(0)
-        .map_sqlx_postgres_opts(|postgres| {
-            postgres.options([("plan_cache_mode", "force_custom_plan")])
-        });
-    Database::connect(options).await
+/// PostgreSQL: the pools of the reads outside transactions and of ListUsers' queries, on
+/// the database `db` connects to and with its settings; their connections are opened as
+/// calls need them.
+///
+/// ListUsers' pool: sqlx prepares each statement once per connection; after five
+/// executions PostgreSQL may switch it to a generic plan that knows neither the account
+/// nor the search pattern, and picks worse indexes for it. There each execution is planned
+/// for its values (`plan_cache_mode = force_custom_plan`), which costs a fraction of a
+/// millisecond.
+fn postgres_reads(
+    db: &DatabaseConnection,
+    timeout: Duration,
+) -> Result<(ReadPool, ReadPool), DbErr> {
+    let options = (*db.get_postgres_connection_pool().connect_options()).clone();
+    let lists = options
+        .clone()
+        .options([("plan_cache_mode", "force_custom_plan")]);
+    Ok((
+        ReadPool::new(options, READ_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)?,
+        ReadPool::new(lists, LIST_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)?,
+    ))
 }
 
 /// A pool of one connection of its own on PostgreSQL (health pings, the change listener),

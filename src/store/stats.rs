@@ -73,12 +73,12 @@ impl Store {
         match (self.db.get_database_backend(), &self.reader) {
             (DatabaseBackend::Postgres, reads) => {
                 let pool = self.db.get_postgres_connection_pool();
-                let lists = self.lists.get_postgres_connection_pool();
                 let mut pools = vec![("writer", in_use(pool.size(), pool.num_idle()))];
-                if let Reads::Held(reads) = reads {
-                    pools.push(("reads", reads.size_and_in_use().1 as u64));
+                for (name, held) in [("reads", reads), ("lists", &self.lists)] {
+                    if let Reads::Held(held) = held {
+                        pools.push((name, held.size_and_in_use().1 as u64));
+                    }
                 }
-                pools.push(("lists", in_use(lists.size(), lists.num_idle())));
                 pools
             }
             (DatabaseBackend::Sqlite, Reads::Pool(reader)) => {

@@ -237,15 +237,17 @@ async fn explain(
 async fn postgres_list_queries_are_planned_for_their_values_and_the_rest_keep_their_plans() {
     let database = fresh_postgres_database().await;
     let store = Store::connect(database.url()).await.unwrap();
-    let mode = |db: DatabaseConnection| async move {
-        let show = Statement::from_string(DatabaseBackend::Postgres, "SHOW plan_cache_mode");
-        let row = db.query_one_raw(show).await.unwrap().unwrap();
-        row.try_get_by_index::<String>(0).unwrap()
-    };
     assert_eq!(
-        mode(store.list_connection().clone()).await,
+        plan_cache_mode(store.list_connection()).await,
         "force_custom_plan"
     );
-    assert_eq!(mode(store.connection().clone()).await, "auto");
+    assert_eq!(plan_cache_mode(store.read_connection()).await, "auto");
+    assert_eq!(plan_cache_mode(store.connection()).await, "auto");
     store.close().await.unwrap();
+}
+
+async fn plan_cache_mode(db: &impl ConnectionTrait) -> String {
+    let show = Statement::from_string(DatabaseBackend::Postgres, "SHOW plan_cache_mode");
+    let row = db.query_one_raw(show).await.unwrap().unwrap();
+    row.try_get_by_index::<String>(0).unwrap()
 }
