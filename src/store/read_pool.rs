@@ -13,7 +13,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use deadpool::{
     Runtime,
-    managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult},
+    managed::{self, Metrics, Object, PoolError, QueueMode, RecycleError, RecycleResult},
 };
 use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, QueryResult,
@@ -86,6 +86,9 @@ impl ReadPool {
         };
         let pool = managed::Pool::builder(opener)
             .max_size(size.max(1))
+            // The connection used last goes out first: its statements are prepared and its
+            // plans cached, and the others may stay idle.
+            .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(timeout))
             .create_timeout(Some(timeout))
