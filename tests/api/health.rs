@@ -219,8 +219,8 @@ async fn lock_account(app: &TestApp) -> sea_orm::DatabaseTransaction {
     txn
 }
 
-/// Waits until a session of the app's database waits for a lock: the held call arrived.
-async fn wait_for_a_blocked_call(app: &TestApp) {
+/// Waits until `n` sessions of the app's database wait for a lock: the held calls arrived.
+pub(crate) async fn wait_for_blocked_calls(app: &TestApp, n: i64) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let blocked = app
@@ -234,10 +234,13 @@ async fn wait_for_a_blocked_call(app: &TestApp) {
             .unwrap()
             .and_then(|row| row.try_get::<i64>("", "n").ok())
             .unwrap_or(0);
-        if blocked > 0 {
+        if blocked >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "the call never reached the lock");
+        assert!(
+            Instant::now() < deadline,
+            "the calls never reached the lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -260,7 +263,7 @@ async fn health_is_not_serving_while_a_call_in_flight_still_drains() {
     let app = spawn_app().await;
     let lock = lock_account(&app).await;
     let held = invite_in_flight(&app, "held@example.com");
-    wait_for_a_blocked_call(&app).await;
+    wait_for_blocked_calls(&app, 1).await;
     let mut watch = HealthWatch::open(app.addr, "").await;
     watch.wait_for(ServingStatus::Serving).await;
 
@@ -290,7 +293,7 @@ async fn a_call_that_outlasts_the_shutdown_grace_does_not_hold_the_server() {
     .await;
     let lock = lock_account(&app).await;
     let held = invite_in_flight(&app, "held@example.com");
-    wait_for_a_blocked_call(&app).await;
+    wait_for_blocked_calls(&app, 1).await;
 
     let stopping = Instant::now();
     tokio::time::timeout(PATIENCE, app.stop())

@@ -3,12 +3,13 @@
 //! database held its statement) must not leave a connection that answers a later call
 //! with the abandoned statement's row.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tonic::Code;
 use usermgmt::grpc::pb;
 
+use crate::health::wait_for_blocked_calls;
 use crate::helpers::{TestApp, spawn_app, with_token};
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -21,32 +22,6 @@ fn get(app: &TestApp, user_id: &str) -> tonic::Request<pb::GetUserRequest> {
             user_id: user_id.into(),
         },
     )
-}
-
-/// Waits until `n` sessions of the app's database wait for a lock.
-async fn wait_for_blocked_reads(app: &TestApp, n: i64) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let blocked = app
-            .db
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            ))
-            .await
-            .unwrap()
-            .and_then(|row| row.try_get::<i64>("", "n").ok())
-            .unwrap_or(0);
-        if blocked >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reads never reached the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -77,7 +52,7 @@ async fn reads_cut_short_by_their_deadline_leave_no_connection_that_answers_wron
         request.set_timeout(Duration::from_secs(2));
         abandoned.push(tokio::spawn(async move { users.get_user(request).await }));
     }
-    wait_for_blocked_reads(&app, ABANDONED as i64).await;
+    wait_for_blocked_calls(&app, ABANDONED as i64).await;
     for call in abandoned {
         let status = tokio::time::timeout(PATIENCE, call)
             .await
