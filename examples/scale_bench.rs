@@ -148,7 +148,8 @@ async fn main() {
     };
     let mut rows: Vec<(String, Figure, Figure)> = Vec::new();
     if args.get_user_only {
-        rows.push(get_user_figure(&args, &db, &server, &seeded, &issued).await);
+        let get_user = get_user_request(&db, &seeded, args.members).await;
+        rows.push(get_user_figure(&args, &server, &issued, get_user).await);
         server.stop().await;
         report(&args, &db, &seeded, idle_rss, &rows).await;
         return;
@@ -204,8 +205,8 @@ async fn other_figures(
 ) {
     let postgres = args.database_url.starts_with("postgres");
     let tokens: Vec<String> = issued.iter().map(|token| token.secret.clone()).collect();
-    rows.push(get_user_figure(args, db, server, seeded, issued).await);
     let get_user = get_user_request(db, seeded, args.members).await;
+    rows.push(get_user_figure(args, server, issued, get_user.clone()).await);
 
     // InviteUser.
     eprintln!("InviteUser: {} tasks for {} s", args.clients, args.seconds);
@@ -286,12 +287,10 @@ async fn get_user_request(
 /// GetUser by h2load, beside pgbench of the statement it sends (PostgreSQL).
 async fn get_user_figure(
     args: &Args,
-    db: &sea_orm::DatabaseConnection,
     server: &server::Server,
-    seeded: &seed::Seeded,
     issued: &[seed::Issued],
+    get_user: pb::GetUserRequest,
 ) -> (String, Figure, Figure) {
-    let get_user = get_user_request(db, seeded, args.members).await;
     eprintln!("GetUser: h2load 4 × 8 for {} s", args.seconds);
     let cpu_before = server.cpu_seconds();
     let (figure, requests) = load::get_user_h2load(
