@@ -23,6 +23,7 @@ mod read_pool;
 mod readers;
 mod rows;
 pub mod stats;
+mod template;
 mod tokens;
 
 pub use accept::{Accepted, Pending};

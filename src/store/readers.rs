@@ -4,10 +4,12 @@
 //! The service decides from these facts (`service::caller`), exactly as it would from
 //! separate lookups; the statement only saves the round trips.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, FromQueryResult, IdenStatic, Iterable, QueryResult,
-    Statement,
+    Statement, Value,
     sea_query::{
         Alias, Condition, Expr, ExprTrait, IntoIden, JoinType, NullOrdering, Order, Query,
         SelectStatement,
@@ -17,6 +19,7 @@ use uuid::Uuid;
 
 use super::entity::{api_token, invitation, membership, outbox, user};
 use super::rows::{self, ACTIVE, INVITED};
+use super::template::{Template, Templates};
 use super::{Error, Store};
 use crate::domain::{Credential, InvitationDelivery, Member, Role, SecretHash};
 
@@ -180,7 +183,73 @@ fn member_query(
     query
 }
 
-/// The statement [`Store::member_for`] sends, for `EXPLAIN` and the pgbench scripts.
+// Stand-ins for the arguments of the templates below: values no statement binds otherwise.
+const STAND_IN_ACCOUNT: Uuid = Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0001);
+const STAND_IN_USER: Uuid = Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0002);
+const STAND_IN_CALLER: Uuid = Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0003);
+static STAND_IN_HASH: LazyLock<SecretHash> = LazyLock::new(|| SecretHash::of("stand-in"));
+
+fn stand_in_now() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1, 234_567_000).unwrap_or_default()
+}
+
+/// A read's arguments in the order of the stand-ins: the account, the member asked about,
+/// the reader (token hash or user id), the time.
+fn arguments(
+    reader: Reader<'_>,
+    account_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> [Value; 4] {
+    let reader = match reader {
+        Reader::ApiToken(hash) => Value::from(hash.as_str()),
+        Reader::User(caller) => Value::from(caller),
+    };
+    [account_id.into(), user_id.into(), reader, now.into()]
+}
+
+/// The templates of one read: by API token, and by a user's id.
+struct ReadTemplates {
+    by_token: Templates,
+    by_user: Templates,
+}
+
+impl ReadTemplates {
+    const fn new() -> Self {
+        Self {
+            by_token: Templates::new(),
+            by_user: Templates::new(),
+        }
+    }
+
+    /// `query`'s statement for these arguments: its SQL built once per backend and kind of
+    /// reader, with stand-ins, then the call's values bound in their places.
+    fn statement(
+        &self,
+        backend: DatabaseBackend,
+        reader: Reader<'_>,
+        query: impl FnOnce(Reader<'_>, Uuid, Uuid, DateTime<Utc>) -> SelectStatement,
+        arguments: &[Value; 4],
+    ) -> Statement {
+        let (templates, stand_in) = match reader {
+            Reader::ApiToken(_) => (&self.by_token, Reader::ApiToken(&STAND_IN_HASH)),
+            Reader::User(_) => (&self.by_user, Reader::User(STAND_IN_CALLER)),
+        };
+        let now = stand_in_now();
+        templates
+            .get(backend, || {
+                let stand_ins = self::arguments(stand_in, STAND_IN_ACCOUNT, STAND_IN_USER, now);
+                let query = query(stand_in, STAND_IN_ACCOUNT, STAND_IN_USER, now);
+                Template::new(backend, &stand_ins, &query)
+            })
+            .statement(arguments)
+    }
+}
+
+static MEMBER_STATEMENTS: ReadTemplates = ReadTemplates::new();
+static CALLER_STATEMENTS: ReadTemplates = ReadTemplates::new();
+
+/// The statement [`Store::member_for`] sends (also for `EXPLAIN` and the pgbench scripts).
 pub fn member_statement(
     backend: DatabaseBackend,
     reader: Reader<'_>,
@@ -188,7 +257,12 @@ pub fn member_statement(
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Statement {
-    backend.build(&member_query(reader, account_id, user_id, now))
+    MEMBER_STATEMENTS.statement(
+        backend,
+        reader,
+        member_query,
+        &arguments(reader, account_id, user_id, now),
+    )
 }
 
 /// The statement [`Store::caller_facts`] sends.
@@ -198,7 +272,12 @@ pub fn caller_statement(
     account_id: Uuid,
     now: DateTime<Utc>,
 ) -> Statement {
-    backend.build(&caller_query(reader, account_id, now))
+    CALLER_STATEMENTS.statement(
+        backend,
+        reader,
+        |reader, account_id, _, now| caller_query(reader, account_id, now),
+        &arguments(reader, account_id, Uuid::nil(), now),
+    )
 }
 
 /// The token and the caller's role out of a row of [`caller_query`].
@@ -348,6 +427,47 @@ pub(crate) mod tests {
         );
         let script = script_statements(include_str!("../../benches/pgbench/get_user.sql"));
         assert_eq!(script, [expected]);
+    }
+
+    /// The statements on every call's path come from templates; they must be exactly what
+    /// sea-query builds for the same arguments: they hold the tenant boundary.
+    #[test]
+    fn the_templates_send_what_a_fresh_build_sends_for_any_arguments() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        for _ in 0..50 {
+            let (account, user, caller) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+            let hash = SecretHash::of(&Uuid::new_v4().to_string());
+            let now =
+                DateTime::<Utc>::from_timestamp_micros(rng.random_range(0..4_000_000_000_000_000))
+                    .unwrap();
+            for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
+                for reader in [Reader::ApiToken(&hash), Reader::User(caller)] {
+                    assert_eq!(
+                        member_statement(backend, reader, account, user, now),
+                        backend.build(&member_query(reader, account, user, now)),
+                        "{backend:?} {reader:?}"
+                    );
+                    assert_eq!(
+                        caller_statement(backend, reader, account, now),
+                        backend.build(&caller_query(reader, account, now)),
+                        "{backend:?} {reader:?}"
+                    );
+                }
+            }
+        }
+        // Also when the arguments are the stand-ins themselves, or equal to each other.
+        let reader = Reader::ApiToken(&STAND_IN_HASH);
+        for (account, user) in [
+            (STAND_IN_ACCOUNT, STAND_IN_USER),
+            (STAND_IN_USER, STAND_IN_USER),
+        ] {
+            let now = stand_in_now();
+            assert_eq!(
+                member_statement(DatabaseBackend::Postgres, reader, account, user, now),
+                DatabaseBackend::Postgres.build(&member_query(reader, account, user, now)),
+            );
+        }
     }
 
     #[test]
