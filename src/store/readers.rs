@@ -8,8 +8,8 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, FromQueryResult, IdenStatic, Iterable, QueryResult,
-    Statement, Value,
+    ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    QueryResult, Statement, TryGetable, Value,
     sea_query::{
         Alias, Condition, Expr, ExprTrait, IntoIden, JoinType, NullOrdering, Order, Query,
         SelectStatement,
@@ -280,18 +280,113 @@ pub fn caller_statement(
     )
 }
 
-/// The token and the caller's role out of a row of [`caller_query`].
-fn caller_facts(reader: Reader<'_>, row: &QueryResult) -> Result<ReadFacts<()>, Error> {
+/// A row's columns in the order the statement selects them ([`select_all`] follows each
+/// entity's `Column` order, which is its `Model`'s field order). Reading by position costs a
+/// fraction of looking every column up by a prefixed name. Debug builds also decode each
+/// row by name and compare (`debug_assert!`), so every test that reads checks the order.
+struct Columns<'r> {
+    row: &'r QueryResult,
+    next: usize,
+}
+
+impl<'r> Columns<'r> {
+    fn new(row: &'r QueryResult) -> Self {
+        Self { row, next: 0 }
+    }
+
+    fn get<T: TryGetable>(&mut self) -> Result<T, Error> {
+        let value = self.row.try_get_by_index(self.next)?;
+        self.next += 1;
+        Ok(value)
+    }
+
+    /// A left-joined table of `E`'s columns, first its key: `None` when the key is NULL.
+    fn joined<E: EntityTrait, T>(
+        &mut self,
+        read: impl FnOnce(Uuid, &mut Self) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        let start = self.next;
+        let found = match self.get::<Option<Uuid>>()? {
+            Some(id) => Some(read(id, self)?),
+            None => None,
+        };
+        self.next = start + E::Column::iter().count();
+        Ok(found)
+    }
+}
+
+fn token_model(id: Uuid, columns: &mut Columns<'_>) -> Result<api_token::Model, Error> {
+    Ok(api_token::Model {
+        id,
+        account_id: columns.get()?,
+        issuer_id: columns.get()?,
+        name: columns.get()?,
+        description: columns.get()?,
+        role: columns.get()?,
+        secret_hash: columns.get()?,
+        expires_at: columns.get()?,
+        created_at: columns.get()?,
+        last_used_at: columns.get()?,
+        deleted_at: columns.get()?,
+    })
+}
+
+fn membership_model(id: Uuid, columns: &mut Columns<'_>) -> Result<membership::Model, Error> {
+    Ok(membership::Model {
+        id,
+        account_id: columns.get()?,
+        user_id: columns.get()?,
+        role: columns.get()?,
+        cloud_access: columns.get()?,
+        status: columns.get()?,
+        invited_by: columns.get()?,
+        invited_at: columns.get()?,
+        invitation_expires_at: columns.get()?,
+        accepted_at: columns.get()?,
+        invited_name: columns.get()?,
+        invited_name_lower: columns.get()?,
+        invited_language: columns.get()?,
+        created_at: columns.get()?,
+    })
+}
+
+fn user_model(id: Uuid, columns: &mut Columns<'_>) -> Result<user::Model, Error> {
+    Ok(user::Model {
+        id,
+        email: columns.get()?,
+        name: columns.get()?,
+        name_lower: columns.get()?,
+        language: columns.get()?,
+        password_hash: columns.get()?,
+        activated: columns.get()?,
+        two_factor_enabled: columns.get()?,
+        created_at: columns.get()?,
+    })
+}
+
+/// The same table's columns read by their prefixed names: what debug builds compare with.
+fn by_name<M: FromQueryResult + PartialEq>(
+    row: &QueryResult,
+    alias: &str,
+    read: &Option<M>,
+) -> bool {
+    Option::<M>::from_query_result(row, &format!("{alias}_")).is_ok_and(|named| named == *read)
+}
+
+/// The token and the caller's role out of the first columns of a row of [`caller_query`].
+fn caller_facts(reader: Reader<'_>, columns: &mut Columns<'_>) -> Result<ReadFacts<()>, Error> {
     let token = match reader {
-        Reader::ApiToken(_) => Option::<api_token::Model>::from_query_result(row, "t_")?
-            .map(|token| rows::credential(&token))
-            .transpose()?,
+        Reader::ApiToken(_) => {
+            let token = columns.joined::<api_token::Entity, _>(token_model)?;
+            debug_assert!(
+                by_name(columns.row, TOKEN, &token),
+                "token columns out of order"
+            );
+            token.map(|token| rows::credential(&token)).transpose()?
+        }
         Reader::User(_) => None,
     };
-    let member_role = row
-        .try_get::<Option<i32>>("", CALLER_ROLE)?
-        .map(rows::role)
-        .transpose()?;
+    let member_role = columns.get::<Option<i32>>()?.map(rows::role).transpose()?;
     Ok(ReadFacts {
         token,
         member_role,
@@ -330,7 +425,7 @@ impl Store {
     ) -> Result<ReadFacts<()>, Error> {
         let statement = caller_statement(self.backend(), reader, account_id, now);
         match self.reader.query_one_raw(statement).await? {
-            Some(row) => caller_facts(reader, &row),
+            Some(row) => caller_facts(reader, &mut Columns::new(&row)),
             None => Ok(ReadFacts {
                 token: None,
                 member_role: None,
@@ -357,9 +452,15 @@ impl Store {
                 found: None,
             });
         };
-        let facts = caller_facts(reader, &row)?;
-        let membership = Option::<membership::Model>::from_query_result(&row, "m_")?;
-        let user = Option::<user::Model>::from_query_result(&row, "u_")?;
+        let mut columns = Columns::new(&row);
+        let facts = caller_facts(reader, &mut columns)?;
+        let membership = columns.joined::<membership::Entity, _>(membership_model)?;
+        let user = columns.joined::<user::Entity, _>(user_model)?;
+        debug_assert!(
+            by_name(&row, MEMBERSHIP, &membership),
+            "membership columns out of order"
+        );
+        debug_assert!(by_name(&row, USER, &user), "user columns out of order");
         let found = match (membership, user) {
             (Some(membership), Some(user)) => {
                 let pending = membership.status == INVITED;
