@@ -98,6 +98,9 @@ struct Args {
     /// Time GetUser only, beside its floor: no ListUsers, InviteUser or memory runs.
     #[arg(long, conflicts_with = "list_only")]
     get_user_only: bool,
+    /// Time InviteUser only, beside its floor (with `--get-user-only`, both).
+    #[arg(long, conflicts_with = "list_only")]
+    invite_user_only: bool,
     /// Folder for pgbench scripts and logs.
     #[arg(long, default_value = "/tmp/bench-scale")]
     work: PathBuf,
@@ -147,9 +150,14 @@ async fn main() {
         account_id: seeded.account_id,
     };
     let mut rows: Vec<(String, Figure, Figure)> = Vec::new();
-    if args.get_user_only {
-        let get_user = get_user_request(&db, &seeded, args.members).await;
-        rows.push(get_user_figure(&args, &server, &issued, get_user).await);
+    if args.get_user_only || args.invite_user_only {
+        if args.get_user_only {
+            let get_user = get_user_request(&db, &seeded, args.members).await;
+            rows.push(get_user_figure(&args, &server, &issued, get_user).await);
+        }
+        if args.invite_user_only {
+            rows.push(invite_user_figure(&args, &server, &seeded, &issued).await);
+        }
         server.stop().await;
         report(&args, &db, &seeded, idle_rss, &rows).await;
         return;
@@ -203,51 +211,10 @@ async fn other_figures(
     issued: &[seed::Issued],
     rows: &mut Vec<(String, Figure, Figure)>,
 ) {
-    let postgres = args.database_url.starts_with("postgres");
     let tokens: Vec<String> = issued.iter().map(|token| token.secret.clone()).collect();
     let get_user = get_user_request(db, seeded, args.members).await;
     rows.push(get_user_figure(args, server, issued, get_user.clone()).await);
-
-    // InviteUser.
-    eprintln!("InviteUser: {} tasks for {} s", args.clients, args.seconds);
-    let (figure, outcomes) = load::invite_users(
-        server.addr,
-        seeded.account_id,
-        &tokens,
-        args.clients,
-        Duration::from_secs(args.seconds),
-    )
-    .await;
-    eprintln!("InviteUser outcomes: {outcomes:?}");
-    let floor = if postgres {
-        eprintln!(
-            "InviteUser floor: pgbench {}",
-            args.invite_user_sql.display()
-        );
-        Figure::Rate(pgbench::throughput(
-            &args.database_url,
-            &args.invite_user_sql,
-            args.clients,
-            2,
-            args.seconds,
-            &[
-                ("account_id", seeded.account_id.to_string()),
-                ("admin_id", seeded.admin_id.to_string()),
-                ("token_id", issued[0].id.to_string()),
-                ("token_hash", issued[0].hash.clone()),
-            ],
-        ))
-    } else {
-        Figure::None("no pgbench on SQLite")
-    };
-    rows.push((
-        format!(
-            "InviteUser, {} concurrent distinct invitations",
-            args.clients
-        ),
-        figure,
-        floor,
-    ));
+    rows.push(invite_user_figure(args, server, seeded, issued).await);
 
     // RSS with 1,000 calls in flight.
     eprintln!(
@@ -330,6 +297,62 @@ async fn get_user_figure(
     };
     (
         "GetUser, h2load 4 connections × 8 streams".into(),
+        figure,
+        floor,
+    )
+}
+
+/// InviteUser from `--clients` tasks over the tokens, beside pgbench of its transaction.
+async fn invite_user_figure(
+    args: &Args,
+    server: &server::Server,
+    seeded: &seed::Seeded,
+    issued: &[seed::Issued],
+) -> (String, Figure, Figure) {
+    let tokens: Vec<String> = issued.iter().map(|token| token.secret.clone()).collect();
+    eprintln!("InviteUser: {} tasks for {} s", args.clients, args.seconds);
+    let cpu_before = server.cpu_seconds();
+    let (figure, outcomes) = load::invite_users(
+        server.addr,
+        seeded.account_id,
+        &tokens,
+        args.clients,
+        Duration::from_secs(args.seconds),
+    )
+    .await;
+    let cpu = server.cpu_seconds() - cpu_before;
+    eprintln!("InviteUser outcomes: {outcomes:?}");
+    let succeeded = outcomes.get("OK").copied().unwrap_or_default() as f64;
+    eprintln!(
+        "server CPU: {cpu:.2} s for {succeeded} calls: {}",
+        Figure::CpuPerCall(cpu * 1e6 / succeeded).text()
+    );
+    let floor = if args.database_url.starts_with("postgres") {
+        eprintln!(
+            "InviteUser floor: pgbench {}",
+            args.invite_user_sql.display()
+        );
+        Figure::Rate(pgbench::throughput(
+            &args.database_url,
+            &args.invite_user_sql,
+            args.clients,
+            2,
+            args.seconds,
+            &[
+                ("account_id", seeded.account_id.to_string()),
+                ("admin_id", seeded.admin_id.to_string()),
+                ("token_id", issued[0].id.to_string()),
+                ("token_hash", issued[0].hash.clone()),
+            ],
+        ))
+    } else {
+        Figure::None("no pgbench on SQLite")
+    };
+    (
+        format!(
+            "InviteUser, {} concurrent distinct invitations",
+            args.clients
+        ),
         figure,
         floor,
     )

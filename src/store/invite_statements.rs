@@ -2,8 +2,11 @@
 //! account is locked, and its rows written in one statement (a chain of `INSERT`s in a
 //! `WITH` on PostgreSQL; one statement per row on SQLite, which has no round trips to save).
 
+use std::sync::LazyLock;
+
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DbErr, FromQueryResult, IdenStatic, Iterable, Statement,
+    Value,
     sea_query::{
         Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoIden,
         JoinType, Query, SelectStatement, WithClause,
@@ -13,8 +16,9 @@ use uuid::Uuid;
 
 use super::entity::{account, api_token, invite_request, membership, user};
 use super::rows::{self, ACTIVE};
+use super::template::{Template, Templates, stand_in_id, stand_in_time};
 use super::{Error, InviteRequestId};
-use crate::domain::{Acting, Actor, Email, Role};
+use crate::domain::{Acting, Actor, Credential, Email, Role};
 
 /// What an invitation decides from, read under the account's lock.
 pub(super) struct InviteFacts {
@@ -126,7 +130,40 @@ fn facts_query(
     query
 }
 
-/// The statement [`invite_facts`] sends, for the pgbench scripts.
+const STAND_IN_ACCOUNT: Uuid = stand_in_id(11);
+const STAND_IN_ACTOR: Uuid = stand_in_id(12);
+const STAND_IN_TOKEN: Uuid = stand_in_id(13);
+const STAND_IN_REQUEST: &str = "\u{0}stand-in request";
+static STAND_IN_EMAIL: LazyLock<Option<Email>> =
+    LazyLock::new(|| Email::parse("stand-in@template.invalid").ok());
+
+/// The facts statement's templates, by shape: acting with an API token or not, with a
+/// request id or not.
+static FACTS: [Templates; 4] = [const { Templates::new() }; 4];
+
+/// The arguments of [`facts_query`], in the order of its stand-ins.
+fn facts_arguments(
+    account_id: Uuid,
+    email: &str,
+    request: Option<&InviteRequestId>,
+    actor: &Actor,
+) -> [Value; 6] {
+    let token_id = match &actor.acting {
+        Acting::ApiToken(credential) => Some(credential.token_id),
+        Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => None,
+    };
+    [
+        account_id.into(),
+        actor.user_id.into(),
+        email.into(),
+        token_id.into(),
+        actor.now.into(),
+        request.map(|request| request.request_id.clone()).into(),
+    ]
+}
+
+/// The statement [`invite_facts`] sends (also for the pgbench scripts): its SQL built once
+/// per backend and shape, with stand-ins, then this invitation's values bound.
 pub fn invite_facts_statement(
     backend: DatabaseBackend,
     account_id: Uuid,
@@ -134,7 +171,39 @@ pub fn invite_facts_statement(
     request: Option<&InviteRequestId>,
     actor: &Actor,
 ) -> Statement {
-    backend.build(&facts_query(account_id, email, request, actor))
+    let Some(stand_in_email) = STAND_IN_EMAIL.as_ref() else {
+        return backend.build(&facts_query(account_id, email, request, actor));
+    };
+    let by_token = matches!(actor.acting, Acting::ApiToken(_));
+    let shape = usize::from(by_token) * 2 + usize::from(request.is_some());
+    let template = FACTS[shape].get(backend, || {
+        let acting = if by_token {
+            Acting::ApiToken(Credential {
+                token_id: STAND_IN_TOKEN,
+                account_id: STAND_IN_ACCOUNT,
+                issuer_id: STAND_IN_ACTOR,
+                role: Role::Users,
+                expires_at: None,
+                last_used_at: None,
+            })
+        } else {
+            Acting::Operator
+        };
+        let actor = Actor::new(STAND_IN_ACTOR, acting, "", stand_in_time());
+        let request = request.map(|_| InviteRequestId {
+            request_id: STAND_IN_REQUEST.into(),
+            request_hash: String::new(),
+        });
+        let stand_ins = facts_arguments(
+            STAND_IN_ACCOUNT,
+            stand_in_email.as_str(),
+            request.as_ref(),
+            &actor,
+        );
+        let query = facts_query(STAND_IN_ACCOUNT, stand_in_email, request.as_ref(), &actor);
+        Template::new(backend, &stand_ins, &query)
+    });
+    template.statement(&facts_arguments(account_id, email.as_str(), request, actor))
 }
 
 /// Reads the facts of an invitation; `None` when the account does not exist.
@@ -218,7 +287,6 @@ pub(super) async fn write_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Credential;
     use crate::store::readers::tests::{script_statements, with_values};
     use chrono::Utc;
 
@@ -250,6 +318,48 @@ mod tests {
         );
         let script = script_statements(include_str!("../../benches/pgbench/invite_user.sql"));
         assert!(script.contains(&expected), "{expected}");
+    }
+
+    /// The facts come from templates; they must be exactly what a fresh build sends, for
+    /// every shape and any arguments.
+    #[test]
+    fn the_facts_template_sends_what_a_fresh_build_sends_for_any_arguments() {
+        assert!(STAND_IN_EMAIL.is_some(), "the stand-in is an email");
+        for n in 0..40 {
+            let email = Email::parse(&format!("person{n}.{}@example.com", Uuid::new_v4())).unwrap();
+            let request = InviteRequestId {
+                request_id: Uuid::new_v4().to_string(),
+                request_hash: "h".into(),
+            };
+            let now = Utc::now() + chrono::TimeDelta::microseconds(n * 7_919);
+            let token = Credential {
+                token_id: Uuid::new_v4(),
+                account_id: Uuid::new_v4(),
+                issuer_id: Uuid::new_v4(),
+                role: Role::Engineers,
+                expires_at: Some(now),
+                last_used_at: None,
+            };
+            let actings = [
+                Acting::ApiToken(token),
+                Acting::Jwt {
+                    jti: Some("j".into()),
+                },
+                Acting::Operator,
+            ];
+            for acting in actings {
+                let actor = Actor::new(Uuid::new_v4(), acting, "request", now);
+                for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
+                    for request in [None, Some(&request)] {
+                        let account = Uuid::new_v4();
+                        assert_eq!(
+                            invite_facts_statement(backend, account, &email, request, &actor),
+                            backend.build(&facts_query(account, &email, request, &actor)),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::entity::{api_token, invitation, membership, outbox, user};
 use super::rows::{self, ACTIVE, INVITED};
-use super::template::{Template, Templates};
+use super::template::{Template, Templates, stand_in_id, stand_in_time};
 use super::{Error, Store};
 use crate::domain::{Credential, InvitationDelivery, Member, Role, SecretHash};
 
@@ -184,14 +184,10 @@ fn member_query(
 }
 
 // Stand-ins for the arguments of the templates below: values no statement binds otherwise.
-const STAND_IN_ACCOUNT: Uuid = Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0001);
-const STAND_IN_USER: Uuid = Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0002);
-const STAND_IN_CALLER: Uuid = Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0003);
+const STAND_IN_ACCOUNT: Uuid = stand_in_id(1);
+const STAND_IN_USER: Uuid = stand_in_id(2);
+const STAND_IN_CALLER: Uuid = stand_in_id(3);
 static STAND_IN_HASH: LazyLock<SecretHash> = LazyLock::new(|| SecretHash::of("stand-in"));
-
-fn stand_in_now() -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp(1, 234_567_000).unwrap_or_default()
-}
 
 /// A read's arguments in the order of the stand-ins: the account, the member asked about,
 /// the reader (token hash or user id), the time.
@@ -235,7 +231,7 @@ impl ReadTemplates {
             Reader::ApiToken(_) => (&self.by_token, Reader::ApiToken(&STAND_IN_HASH)),
             Reader::User(_) => (&self.by_user, Reader::User(STAND_IN_CALLER)),
         };
-        let now = stand_in_now();
+        let now = stand_in_time();
         templates
             .get(backend, || {
                 let stand_ins = self::arguments(stand_in, STAND_IN_ACCOUNT, STAND_IN_USER, now);
@@ -563,7 +559,7 @@ pub(crate) mod tests {
             (STAND_IN_ACCOUNT, STAND_IN_USER),
             (STAND_IN_USER, STAND_IN_USER),
         ] {
-            let now = stand_in_now();
+            let now = stand_in_time();
             assert_eq!(
                 member_statement(DatabaseBackend::Postgres, reader, account, user, now),
                 DatabaseBackend::Postgres.build(&member_query(reader, account, user, now)),

@@ -4,11 +4,12 @@
 //! Building GetUser's statement with sea-query (the expression tree, then its SQL) took more
 //! of the server's work than the rest of the call: about 150,000 instructions of 400,000
 //! (callgrind, docs/benchmarks.md §6). The reads on every call's path build theirs once
-//! per backend, with a stand-in for each argument, and then only swap the values.
+//! per backend, with a stand-in for each argument, and then only swap the values. So do the
+//! statements of an invitation (its facts, its audit event) and the API token lookup.
 
 use std::sync::OnceLock;
 
-use sea_orm::{DatabaseBackend, Statement, Value, Values, sea_query::SelectStatement};
+use sea_orm::{DatabaseBackend, Statement, StatementBuilder, Value, Values};
 
 /// A statement's SQL and where each of its bound values comes from.
 #[derive(Debug)]
@@ -32,7 +33,11 @@ impl Template {
     /// that argument, every other value is fixed. Stand-ins must be values no statement
     /// binds otherwise, distinct from each other (the unit tests of each template compare
     /// it with a fresh build for random arguments).
-    pub fn new(backend: DatabaseBackend, stand_ins: &[Value], query: &SelectStatement) -> Self {
+    pub fn new(
+        backend: DatabaseBackend,
+        stand_ins: &[Value],
+        query: &impl StatementBuilder,
+    ) -> Self {
         let statement = backend.build(query);
         let values = statement.values.map(|values| values.0).unwrap_or_default();
         let slots = values
@@ -75,6 +80,16 @@ impl Template {
     }
 }
 
+/// The `n`th stand-in id: ids no row has (version 4 with a fixed, recognisable prefix).
+pub(crate) const fn stand_in_id(n: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x5747_4e44_0000_4000_8000_0000_0000_0000 | n)
+}
+
+/// A stand-in time, distinct from any clock reading of the service.
+pub(crate) fn stand_in_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1, 234_567_000).unwrap_or_default()
+}
+
 /// One [`Template`] per backend, each built on first use.
 pub(crate) struct Templates([OnceLock<Template>; 3]);
 
@@ -85,18 +100,36 @@ impl Templates {
 
     /// The template for `backend`, built by `build` the first time it is asked for.
     pub fn get(&self, backend: DatabaseBackend, build: impl FnOnce() -> Template) -> &Template {
+        self.cell(backend).get_or_init(build)
+    }
+
+    /// As [`Templates::get`], for a template whose build can fail (then nothing is kept).
+    pub fn try_get<E>(
+        &self,
+        backend: DatabaseBackend,
+        build: impl FnOnce() -> Result<Template, E>,
+    ) -> Result<&Template, E> {
+        let cell = self.cell(backend);
+        if let Some(template) = cell.get() {
+            return Ok(template);
+        }
+        let template = build()?;
+        Ok(cell.get_or_init(|| template))
+    }
+
+    fn cell(&self, backend: DatabaseBackend) -> &OnceLock<Template> {
         let slot = match backend {
             DatabaseBackend::Postgres => 0,
             DatabaseBackend::Sqlite => 1,
             _ => 2,
         };
-        self.0[slot].get_or_init(build)
+        &self.0[slot]
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement};
 
     use super::*;
 

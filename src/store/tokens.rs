@@ -4,13 +4,17 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, FromQueryResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, Value,
+    sea_query::{Expr, SelectStatement},
 };
 use uuid::Uuid;
 
 use super::audit::Event;
 use super::entity::{api_token, membership, user};
+use super::template::{Template, Templates, stand_in_time};
 use super::{Error, Store, lock_account, lock_account_shared, members, rows};
 use crate::domain::{
     Acting, Actor, ApiToken, ApiTokenSecret, AuditAction, Credential, Role, SecretHash, TokenGrant,
@@ -29,6 +33,27 @@ fn live(now: DateTime<Utc>) -> Condition {
                 .add(api_token::Column::ExpiresAt.is_null())
                 .add(api_token::Column::ExpiresAt.gt(now)),
         )
+}
+
+/// The live token with this secret hash: [`credential_query`]'s SQL built once per backend.
+fn credential_statement(backend: DatabaseBackend, hash: &str, now: DateTime<Utc>) -> Statement {
+    static TEMPLATES: Templates = Templates::new();
+    const STAND_IN_HASH: &str = "\u{0}stand-in hash";
+    let arguments = |hash: &str, now: DateTime<Utc>| [Value::from(hash), now.into()];
+    TEMPLATES
+        .get(backend, || {
+            let query = credential_query(STAND_IN_HASH, stand_in_time());
+            Template::new(backend, &arguments(STAND_IN_HASH, stand_in_time()), &query)
+        })
+        .statement(&arguments(hash, now))
+}
+
+fn credential_query(hash: &str, now: DateTime<Utc>) -> SelectStatement {
+    api_token::Entity::find()
+        .filter(api_token::Column::SecretHash.eq(hash))
+        .filter(live(now))
+        .limit(1)
+        .into_query()
 }
 
 /// Whether the token is still neither deleted nor expired: a write made with a token asks
@@ -85,13 +110,13 @@ impl Store {
         hash: &SecretHash,
         now: DateTime<Utc>,
     ) -> Result<Option<Credential>, Error> {
-        api_token::Entity::find()
-            .filter(api_token::Column::SecretHash.eq(hash.as_str()))
-            .filter(live(now))
-            .one(&self.reader)
-            .await?
-            .map(|token| rows::credential(&token))
-            .transpose()
+        let statement = credential_statement(self.backend(), hash.as_str(), now);
+        match self.reader.query_one_raw(statement).await? {
+            Some(row) => {
+                rows::credential(&api_token::Model::from_query_result(&row, "")?).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Records a use of the token, unless one was recorded within the last minute: most
@@ -302,4 +327,24 @@ async fn member_ids(
         .await?
         .into_iter()
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The credential lookup comes from a template: exactly what a fresh build sends.
+    #[test]
+    fn the_credential_template_sends_what_a_fresh_build_sends_for_any_token() {
+        for n in 0..40 {
+            let hash = SecretHash::of(&format!("umk_{n}{}", Uuid::new_v4()));
+            let now = Utc::now() + TimeDelta::microseconds(n * 7_919);
+            for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
+                assert_eq!(
+                    credential_statement(backend, hash.as_str(), now),
+                    backend.build(&credential_query(hash.as_str(), now)),
+                );
+            }
+        }
+    }
 }
