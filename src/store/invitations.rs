@@ -170,7 +170,7 @@ impl Store {
             };
             inserts.push(invite_request::Entity::insert(remembered).into_query());
         }
-        write_rows(&tx, &inserts).await?;
+        write_rows(&tx, inserts).await?;
         if new.send_email {
             member.invitation_delivery = Some(InvitationDelivery::queued());
         }

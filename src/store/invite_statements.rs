@@ -246,27 +246,30 @@ pub(super) async fn invite_facts(
 
 /// The rows' inserts as one statement: on PostgreSQL each but the last in a `WITH`; on
 /// SQLite none (see [`write_rows`]).
-pub fn chained_inserts(backend: DatabaseBackend, inserts: &[InsertStatement]) -> Option<Statement> {
-    let (last, first) = inserts.split_last()?;
-    if first.is_empty() {
-        return Some(backend.build(last));
+pub fn chained_inserts(
+    backend: DatabaseBackend,
+    mut inserts: Vec<InsertStatement>,
+) -> Option<Statement> {
+    let last = inserts.pop()?;
+    if inserts.is_empty() {
+        return Some(backend.build(&last));
     }
     let mut with = WithClause::new();
-    for (n, insert) in first.iter().enumerate() {
+    for (n, insert) in inserts.into_iter().enumerate() {
         with.cte(
             CommonTableExpression::new()
-                .query(insert.clone())
+                .query(insert)
                 .table_name(Alias::new(format!("row{n}")))
                 .to_owned(),
         );
     }
-    Some(backend.build(&with.query(last.clone())))
+    Some(backend.build(&with.query(last)))
 }
 
 /// Writes the rows, in one statement where the database allows it.
 pub(super) async fn write_rows(
     db: &impl ConnectionTrait,
-    inserts: &[InsertStatement],
+    inserts: Vec<InsertStatement>,
 ) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     match backend {
@@ -276,7 +279,7 @@ pub(super) async fn write_rows(
             }
         }
         _ => {
-            for insert in inserts {
+            for insert in &inserts {
                 db.execute(insert).await?;
             }
         }
@@ -371,15 +374,15 @@ mod tests {
                 .values_panic([Uuid::nil().into()])
                 .to_owned()
         };
-        let one = chained_inserts(DatabaseBackend::Postgres, &[insert("a")]).unwrap();
+        let one = chained_inserts(DatabaseBackend::Postgres, vec![insert("a")]).unwrap();
         assert!(one.sql.starts_with("INSERT"));
         let three = chained_inserts(
             DatabaseBackend::Postgres,
-            &[insert("a"), insert("b"), insert("c")],
+            vec![insert("a"), insert("b"), insert("c")],
         )
         .unwrap();
         assert!(three.sql.starts_with("WITH"), "{}", three.sql);
         assert_eq!(three.sql.matches("INSERT INTO").count(), 3);
-        assert!(chained_inserts(DatabaseBackend::Postgres, &[]).is_none());
+        assert!(chained_inserts(DatabaseBackend::Postgres, Vec::new()).is_none());
     }
 }
