@@ -26,8 +26,9 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, ObservabilitySettings, OtlpProtocol};
 
-/// The target of the store's spans, which go to traces and not to log lines.
-const STORE_TARGET: &str = "usermgmt::store";
+/// The target of the spans of the store's per-call reads, which go to traces and not to
+/// log lines.
+const READS_TARGET: &str = "usermgmt::store::readers";
 
 /// How long shutting down waits for the last spans to reach the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -161,14 +162,25 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
     let levels = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    log_layer_at(format, writer, levels)
+}
+
+/// The log layer with its levels given.
+fn log_layer_at<S>(
+    format: LogFormat,
+    writer: BoxMakeWriter,
+    levels: EnvFilter,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     // Spans for traces only: the call's (the access log line already names its method;
-    // formatting the span into every log line cost about a sixth of a GetUser) and the
-    // store's, one per statement or transaction (their errors are still logged, inside the
-    // service's span, which names the account and the member).
+    // formatting the span into every log line cost about a sixth of a GetUser) and those of
+    // the store's per-call reads (one per statement; their callers' spans name the account
+    // and the member, and their errors are still logged inside those).
     let filter = levels.and(filter_fn(|metadata| {
         !(metadata.is_span()
-            && (metadata.name() == crate::grpc::CALL_SPAN
-                || metadata.target().starts_with(STORE_TARGET)))
+            && (metadata.name() == crate::grpc::CALL_SPAN || metadata.target() == READS_TARGET))
     }));
     let layer = fmt::layer()
         .with_writer(writer)
@@ -242,27 +254,37 @@ mod tests {
     }
 
     #[test]
-    fn log_lines_name_the_services_span_and_leave_the_calls_and_the_stores_to_traces() {
+    fn log_lines_name_the_services_span_and_leave_the_calls_and_the_reads_to_traces() {
         let lines = Lines::default();
         let writer = lines.clone();
-        let subscriber = tracing_subscriber::registry().with(log_layer(
-            LogFormat::Json,
-            BoxMakeWriter::new(move || writer.clone()),
-        ));
+        // A second layer that takes every span, as the traces' does: the spans exist, and
+        // the log layer must still leave them out.
+        let spans = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+        let subscriber = tracing_subscriber::registry()
+            .with(log_layer_at(
+                LogFormat::Json,
+                BoxMakeWriter::new(move || writer.clone()),
+                EnvFilter::new("info"),
+            ))
+            .with(spans);
         tracing::subscriber::with_default(subscriber, || {
             let call = tracing::info_span!(crate::grpc::CALL_SPAN, call_field = 1);
             let _call = call.enter();
             let service =
                 tracing::info_span!(target: "usermgmt::service", "get", service_field = 2);
             let _service = service.enter();
-            let store = tracing::info_span!(target: "usermgmt::store::readers", "member_for", store_field = 3);
-            let _store = store.enter();
+            let transaction =
+                tracing::info_span!(target: "usermgmt::store::outbox", "claim", lease_field = 3);
+            let _transaction = transaction.enter();
+            let read = tracing::info_span!(target: "usermgmt::store::readers", "member_for", read_field = 4);
+            let _read = read.enter();
             tracing::info!(target: "usermgmt::store::readers", "the statement failed");
         });
         let written = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         assert!(written.contains("the statement failed"), "{written}");
         assert!(written.contains("service_field"), "{written}");
-        assert!(!written.contains("store_field"), "{written}");
+        assert!(written.contains("lease_field"), "{written}");
+        assert!(!written.contains("read_field"), "{written}");
         assert!(!written.contains("call_field"), "{written}");
     }
 }

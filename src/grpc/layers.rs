@@ -209,10 +209,9 @@ where
                     .map_or(tonic::Code::Ok, |status| status.code()),
                 Err(_) => tonic::Code::Unknown,
             };
-            // Strings as `&str`: recorded as they are, without a trip through `Display`.
             tracing::info!(
-                method = method.as_str(),
-                request_id = request_id.0.as_str(),
+                %method,
+                request_id = %request_id.0,
                 code = ?code,
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "grpc call"

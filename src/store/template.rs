@@ -32,7 +32,9 @@ impl Template {
     /// `query` built with `stand_ins` as its arguments: a bound value equal to a stand-in is
     /// that argument, every other value is fixed. Stand-ins must be values no statement
     /// binds otherwise, distinct from each other (the unit tests of each template compare
-    /// it with a fresh build for random arguments).
+    /// it with a fresh build for random arguments). The query's text must not depend on an
+    /// argument's value: SeaORM's `ColumnTrait::eq` writes `IS NULL` for a NULL, so an
+    /// argument that may be absent must not go through it.
     pub fn new(
         backend: DatabaseBackend,
         stand_ins: &[Value],
