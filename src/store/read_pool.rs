@@ -152,13 +152,11 @@ fn acquire_error(error: PoolError<sqlx::Error>) -> DbErr {
     }
 }
 
-/// The statement as sqlx sends it: its text and its values, bound as parameters.
-fn query(statement: &Statement) -> sqlx::query::Query<'_, sqlx::Postgres, SqlxValues> {
-    let values = statement.values.clone().unwrap_or(Values(Vec::new()));
-    sqlx::query_with(
-        sqlx::AssertSqlSafe(statement.sql.as_str()),
-        SqlxValues(values),
-    )
+/// The statement as sqlx sends it: its text and its values, bound as parameters (both
+/// moved, not copied).
+fn query(statement: Statement) -> sqlx::query::Query<'static, sqlx::Postgres, SqlxValues> {
+    let values = statement.values.unwrap_or(Values(Vec::new()));
+    sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), SqlxValues(values))
 }
 
 #[async_trait::async_trait]
@@ -169,7 +167,7 @@ impl ConnectionTrait for ReadPool {
 
     async fn execute_raw(&self, statement: Statement) -> Result<ExecResult, DbErr> {
         let done = self
-            .with_connection(async |connection| query(&statement).execute(connection).await)
+            .with_connection(async |connection| query(statement).execute(connection).await)
             .await?;
         Ok(done.into())
     }
@@ -187,14 +185,14 @@ impl ConnectionTrait for ReadPool {
 
     async fn query_one_raw(&self, statement: Statement) -> Result<Option<QueryResult>, DbErr> {
         let row = self
-            .with_connection(async |connection| query(&statement).fetch_optional(connection).await)
+            .with_connection(async |connection| query(statement).fetch_optional(connection).await)
             .await?;
         Ok(row.map(QueryResult::from))
     }
 
     async fn query_all_raw(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
         let rows = self
-            .with_connection(async |connection| query(&statement).fetch_all(connection).await)
+            .with_connection(async |connection| query(statement).fetch_all(connection).await)
             .await?;
         Ok(rows.into_iter().map(QueryResult::from).collect())
     }
