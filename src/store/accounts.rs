@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    DbErr, EntityTrait, PaginatorTrait,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    PaginatorTrait,
 };
 use uuid::Uuid;
 
@@ -63,7 +63,7 @@ impl Store {
 }
 
 async fn insert_with_admin(
-    tx: &DatabaseTransaction,
+    tx: &impl ConnectionTrait,
     account_name: &DisplayName,
     admin_email: &Email,
     admin_name: &DisplayName,

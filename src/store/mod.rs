@@ -13,13 +13,13 @@ mod changes;
 pub mod entity;
 mod error;
 mod feed;
+mod held_pool;
 mod invitations;
 mod invite_statements;
 mod member_list;
 mod members;
 pub mod outbox;
 mod quota;
-mod read_pool;
 mod readers;
 mod rows;
 pub mod stats;
@@ -43,22 +43,26 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, EntityTrait, QuerySelect,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
 
 use entity::account;
-use read_pool::{ReadPool, Reads};
+use held_pool::{Either, HeldPool, Reads, WriteTransaction};
 
 /// The service's database: a pool of connections for writes, and one for reads. On
-/// PostgreSQL the reads outside transactions have a pool whose connections go back without
-/// a round trip ([`read_pool`]); on SQLite the writer is a single connection and the
-/// readers a pool of their own beside it (WAL lets them read while it writes). ListUsers'
-/// queries have a pool of their own on PostgreSQL (`lists`).
+/// PostgreSQL the transactions that write and the reads outside transactions have pools
+/// whose connections go back without a round trip ([`held_pool`]); on SQLite the writer is
+/// a single connection and the readers a pool of their own beside it (WAL lets them read
+/// while it writes). ListUsers' queries have a pool of their own on PostgreSQL (`lists`).
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// SeaORM's pool: migrations, the notifier's and the other single statements that
+    /// write, and on SQLite (or a store built on one pool) the transactions too.
     db: DatabaseConnection,
+    /// PostgreSQL: the transactions that write ([`Store::begin_write`]).
+    writes: Option<HeldPool>,
     reader: Reads,
     /// ListUsers' pages and counts. PostgreSQL: a pool of its own whose statements are
     /// planned for their values each time (`plan_cache_mode = force_custom_plan`): the
@@ -88,6 +92,7 @@ impl Store {
             reader: Reads::Pool(db.clone()),
             lists: Reads::Pool(db.clone()),
             db,
+            writes: None,
             probe: None,
             listener: None,
         }
@@ -102,15 +107,19 @@ impl Store {
     /// connection (opening one, or a free one from the pool).
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, Error> {
         let db = connect_with_timeout(url, timeout).await?;
-        let (reader, lists) = if url.starts_with("sqlite:") {
+        let (writes, reader, lists) = if url.starts_with("sqlite:") {
             let readers = match sqlite_readers(url, timeout) {
                 Some(readers) => readers.await?,
                 None => db.clone(),
             };
-            (Reads::Pool(readers.clone()), Reads::Pool(readers))
+            (None, Reads::Pool(readers.clone()), Reads::Pool(readers))
         } else {
-            let (reads, lists) = postgres_reads(&db, timeout)?;
-            (Reads::Held(reads), Reads::Held(lists))
+            let held = postgres_held_pools(&db, timeout)?;
+            (
+                Some(held.writes),
+                Reads::Held(held.reads),
+                Reads::Held(held.lists),
+            )
         };
         let probe = match url.starts_with("sqlite:") {
             true => None,
@@ -122,6 +131,7 @@ impl Store {
         };
         Ok(Self {
             db,
+            writes,
             reader,
             lists,
             probe,
@@ -173,6 +183,9 @@ impl Store {
         if let Some(probe) = self.probe {
             probe.close().await?;
         }
+        if let Some(writes) = self.writes {
+            writes.close().await;
+        }
         match (self.reader, self.lists) {
             (Reads::Held(reads), Reads::Held(lists)) => {
                 reads.close().await;
@@ -184,18 +197,23 @@ impl Store {
         Ok(self.db.close().await?)
     }
 
-    /// Begins a transaction that will write.
+    /// Begins a transaction that will write: on PostgreSQL on a connection of `writes`.
     ///
     /// On SQLite it starts with `BEGIN IMMEDIATE`: the write lock is taken up front, so a
     /// second process on the same file waits for it (busy timeout) instead of failing when
-    /// its read-then-write transaction cannot upgrade. PostgreSQL ignores the mode.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
-        self.db
+    /// its read-then-write transaction cannot upgrade.
+    async fn begin_write(&self) -> Result<WriteTransaction, DbErr> {
+        if let Some(writes) = &self.writes {
+            return Ok(Either::Held(writes.begin().await?));
+        }
+        let transaction = self
+            .db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })
-            .await
+            .await?;
+        Ok(Either::Pool(transaction))
     }
 }
 
@@ -246,10 +264,22 @@ pub async fn connect_with_timeout(
                     .busy_timeout(Duration::from_secs(10))
             });
     } else {
-        options.max_connections(20).min_connections(1);
+        // The transactions have a pool of their own (`WRITE_CONNECTIONS`); this one serves
+        // the single statements that write (the notifier's, a token's last use) and
+        // migrations.
+        options
+            .max_connections(SINGLE_WRITE_CONNECTIONS)
+            .min_connections(1);
     }
     Database::connect(options).await
 }
+
+/// Connections the transactions that write may hold at once, per replica (PostgreSQL).
+const WRITE_CONNECTIONS: usize = 16;
+
+/// Connections SeaORM's pool may hold at once, per replica, on PostgreSQL: the single
+/// statements that write, and migrations.
+const SINGLE_WRITE_CONNECTIONS: u32 = 6;
 
 /// Connections the reads outside transactions may hold at once, per replica (PostgreSQL).
 const READ_CONNECTIONS: usize = 16;
@@ -257,27 +287,37 @@ const READ_CONNECTIONS: usize = 16;
 /// Connections ListUsers' queries may hold at once, per replica (PostgreSQL).
 const LIST_CONNECTIONS: usize = 10;
 
-/// PostgreSQL: the pools of the reads outside transactions and of ListUsers' queries, on
-/// the database `db` connects to and with its settings; their connections are opened as
-/// calls need them.
+/// PostgreSQL's pools whose connections go back without a round trip ([`held_pool`]).
+struct HeldPools {
+    writes: HeldPool,
+    reads: HeldPool,
+    lists: HeldPool,
+}
+
+/// PostgreSQL: the pools of the transactions that write, of the reads outside
+/// transactions and of ListUsers' queries, on the database `db` connects to and with its
+/// settings; their connections are opened as calls need them.
 ///
 /// ListUsers' pool: sqlx prepares each statement once per connection; after five
 /// executions PostgreSQL may switch it to a generic plan that knows neither the account
 /// nor the search pattern, and picks worse indexes for it. There each execution is planned
 /// for its values (`plan_cache_mode = force_custom_plan`), which costs a fraction of a
 /// millisecond.
-fn postgres_reads(
-    db: &DatabaseConnection,
-    timeout: Duration,
-) -> Result<(ReadPool, ReadPool), DbErr> {
+fn postgres_held_pools(db: &DatabaseConnection, timeout: Duration) -> Result<HeldPools, DbErr> {
     let options = (*db.get_postgres_connection_pool().connect_options()).clone();
     let lists = options
         .clone()
         .options([("plan_cache_mode", "force_custom_plan")]);
-    Ok((
-        ReadPool::new(options, READ_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)?,
-        ReadPool::new(lists, LIST_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)?,
-    ))
+    Ok(HeldPools {
+        writes: HeldPool::new(
+            options.clone(),
+            WRITE_CONNECTIONS,
+            timeout,
+            TEST_IF_IDLE_FOR,
+        )?,
+        reads: HeldPool::new(options, READ_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)?,
+        lists: HeldPool::new(lists, LIST_CONNECTIONS, timeout, TEST_IF_IDLE_FOR)?,
+    })
 }
 
 /// A pool of one connection of its own on PostgreSQL (health pings, the change listener),

@@ -64,8 +64,9 @@ impl Store {
         })
     }
 
-    /// Connections in use (not idle) in each pool: `writer`; on PostgreSQL `reads` (reads
-    /// outside transactions) and `lists` (ListUsers' queries), on SQLite `reader`.
+    /// Connections in use (not idle) in each pool: `writer`; on PostgreSQL `writes` (the
+    /// transactions that write), `reads` (reads outside transactions) and `lists`
+    /// (ListUsers' queries), on SQLite `reader`.
     pub fn connections_in_use(&self) -> Vec<(&'static str, u64)> {
         fn in_use(size: u32, idle: usize) -> u64 {
             u64::from(size).saturating_sub(idle as u64)
@@ -74,6 +75,9 @@ impl Store {
             (DatabaseBackend::Postgres, reads) => {
                 let pool = self.db.get_postgres_connection_pool();
                 let mut pools = vec![("writer", in_use(pool.size(), pool.num_idle()))];
+                if let Some(writes) = &self.writes {
+                    pools.push(("writes", writes.size_and_in_use().1 as u64));
+                }
                 for (name, held) in [("reads", reads), ("lists", &self.lists)] {
                     if let Reads::Held(held) = held {
                         pools.push((name, held.size_and_in_use().1 as u64));

@@ -34,3 +34,4 @@ mod smtp_tls;
 mod traces;
 mod update_user;
 mod watch_changes;
+mod write_transactions;
