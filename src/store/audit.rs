@@ -61,7 +61,6 @@ impl<'a> Event<'a> {
     /// stream (see [`feed`]): the account's counter stays locked until the transaction ends,
     /// so record the event as the transaction's last write.
     pub async fn record(self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
-        feed::announce(db, self.account_id).await?;
         let changes =
             serde_json::to_string(&self.changes).map_err(|e| DbErr::Custom(e.to_string()))?;
         let link_delivery = self
@@ -81,11 +80,12 @@ impl<'a> Event<'a> {
             link_delivery.into(),
         ];
         if db.get_database_backend() == DatabaseBackend::Postgres {
-            // The number and the event in one statement: one round trip less while the
-            // account's counter is locked.
+            // The number, the event and the watchers' announcement in one statement: one
+            // round trip while the account's counter is locked.
             db.execute_raw(numbered_statement(values)?).await?;
             return Ok(());
         }
+        feed::wake_watchers(self.account_id);
         let seq = feed::next_seq(db, self.account_id).await?;
         let mut insert = Query::insert();
         insert
@@ -128,8 +128,9 @@ fn numbered_statement(values: [sea_orm::Value; 11]) -> Result<Statement, DbErr> 
     Ok(template.statement(&values))
 }
 
-/// PostgreSQL: the account's next number taken and the event written with it, in one
-/// statement. `values`: the event's columns but its number, in the order of [`COLUMNS`].
+/// PostgreSQL: the account's next number taken, the event written with it and the watchers
+/// told ([`feed::announcement`]), in one statement. `values`: the event's columns but its
+/// number, in the order of [`COLUMNS`].
 fn numbered_insert(account_id: Uuid, values: [sea_orm::Value; 11]) -> Result<WithQuery, DbErr> {
     let numbered = Query::select()
         .exprs(values.map(Expr::val))
@@ -141,7 +142,11 @@ fn numbered_insert(account_id: Uuid, values: [sea_orm::Value; 11]) -> Result<Wit
         .into_table(audit_event::Entity)
         .columns(COLUMNS)
         .select_from(numbered)
-        .map_err(|error| DbErr::Custom(error.to_string()))?;
+        .map_err(|error| DbErr::Custom(error.to_string()))?
+        .returning(Query::returning().expr(feed::announcement(Expr::col((
+            audit_event::Entity,
+            audit_event::Column::AccountId,
+        )))));
     Ok(WithClause::new()
         .cte(
             CommonTableExpression::new()

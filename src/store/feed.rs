@@ -20,7 +20,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, InsertStatement, OnConflict, Query};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, IdenStatic, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    QueryOrder, QuerySelect,
 };
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
@@ -84,23 +84,17 @@ pub(super) async fn next_seq(db: &impl ConnectionTrait, account_id: Uuid) -> Res
     row.try_get("", sequence::Column::LastSeq.as_str())
 }
 
-/// Announces a change of the account to the watchers, at commit on PostgreSQL.
-pub(super) async fn announce(db: &impl ConnectionTrait, account_id: Uuid) -> Result<(), DbErr> {
-    match db.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            db.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, $2)",
-                [CHANNEL.into(), account_id.to_string().into()],
-            ))
-            .await?;
-        }
-        _ => {
-            // Nobody listening is fine.
-            WAKES.send(Wake::Account(account_id)).ok();
-        }
-    }
-    Ok(())
+/// PostgreSQL: the announcement of a change of the account `account_id` names (a uuid),
+/// delivered at commit to every replica's listener. Part of the statement that numbers the
+/// account's event (`audit::Event::record`).
+pub(super) fn announcement(account_id: Expr) -> Expr {
+    Expr::cust_with_exprs(format!("pg_notify('{CHANNEL}', $1::text)"), [account_id])
+}
+
+/// SQLite: wakes this process's watchers of the account as its event is recorded.
+pub(super) fn wake_watchers(account_id: Uuid) {
+    // Nobody listening is fine.
+    WAKES.send(Wake::Account(account_id)).ok();
 }
 
 /// A watcher's wake-ups for one account.
