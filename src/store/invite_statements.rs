@@ -254,6 +254,12 @@ pub fn chained_inserts(
     if inserts.is_empty() {
         return Some(backend.build(&last));
     }
+    Some(backend.build(&rows_with(inserts).query(last)))
+}
+
+/// PostgreSQL: a `WITH` of the rows' inserts (`row0`, `row1`, …), for a statement that
+/// writes them before its own query.
+pub(super) fn rows_with(inserts: Vec<InsertStatement>) -> WithClause {
     let mut with = WithClause::new();
     for (n, insert) in inserts.into_iter().enumerate() {
         with.cte(
@@ -263,7 +269,7 @@ pub fn chained_inserts(
                 .to_owned(),
         );
     }
-    Some(backend.build(&with.query(last)))
+    with
 }
 
 /// Writes the rows, in one statement where the database allows it.
