@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::audit::Event;
 use super::entity::{invitation, invite_request, membership, outbox as outbox_entity, user};
-use super::invite_statements::invite_facts;
+use super::invite_statements::{invite_facts, write_rows};
 use super::outbox::{self, EmailNames, Invitation};
 use super::quota::check_invite_quota;
 use super::rows::{self, INVITED};
@@ -170,13 +170,14 @@ impl Store {
             };
             inserts.push(invite_request::Entity::insert(remembered).into_query());
         }
+        write_rows(&tx, inserts).await?;
         if new.send_email {
             member.invitation_delivery = Some(InvitationDelivery::queued());
         }
         Event::new(actor, new.account_id, AuditAction::UserInvited)
             .user(user_id)
             .link(LinkDelivery::when_sending(new.send_email))
-            .record_with_rows(&tx, inserts)
+            .record(&tx)
             .await?;
         check_invite_quota(&tx, new.account_id, new.quota, actor.now).await?;
         tx.commit().await?;

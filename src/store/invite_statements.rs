@@ -254,12 +254,6 @@ pub fn chained_inserts(
     if inserts.is_empty() {
         return Some(backend.build(&last));
     }
-    Some(backend.build(&rows_with(inserts).query(last)))
-}
-
-/// PostgreSQL: a `WITH` of the rows' inserts (`row0`, `row1`, …), for a statement that
-/// writes them before its own query.
-pub(super) fn rows_with(inserts: Vec<InsertStatement>) -> WithClause {
     let mut with = WithClause::new();
     for (n, insert) in inserts.into_iter().enumerate() {
         with.cte(
@@ -269,7 +263,7 @@ pub(super) fn rows_with(inserts: Vec<InsertStatement>) -> WithClause {
                 .to_owned(),
         );
     }
-    with
+    Some(backend.build(&with.query(last)))
 }
 
 /// Writes the rows, in one statement where the database allows it.
