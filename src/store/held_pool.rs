@@ -134,12 +134,8 @@ impl HeldPool {
     /// Begins a transaction on a connection of the pool.
     pub async fn begin(&self) -> Result<HeldTransaction, DbErr> {
         let mut held = self.pool.get().await.map_err(acquire_error)?;
-        held.run(async |connection| {
-            sqlx::raw_sql(sqlx::AssertSqlSafe("BEGIN"))
-                .execute(connection)
-                .await
-        })
-        .await?;
+        held.run(async |connection| simple(connection, "BEGIN").await)
+            .await?;
         Ok(HeldTransaction {
             held: Mutex::new(Some(held)),
         })
@@ -181,11 +177,7 @@ impl HeldTransaction {
     /// Commits; the connection goes back to its pool.
     pub async fn commit(self) -> Result<(), DbErr> {
         let done = self
-            .run(async |connection| {
-                sqlx::raw_sql(sqlx::AssertSqlSafe("COMMIT"))
-                    .execute(connection)
-                    .await
-            })
+            .run(async |connection| simple(connection, "COMMIT").await)
             .await;
         // Whether COMMIT succeeded or the database refused it, the transaction has ended.
         if let Some(held) = self.held.lock().await.take()
@@ -218,11 +210,7 @@ impl Drop for HeldTransaction {
             Ok(runtime) if held.clean => {
                 runtime.spawn(async move {
                     let rolled_back = held
-                        .run(async |connection| {
-                            sqlx::raw_sql(sqlx::AssertSqlSafe("ROLLBACK"))
-                                .execute(connection)
-                                .await
-                        })
+                        .run(async |connection| simple(connection, "ROLLBACK").await)
                         .await;
                     if rolled_back.is_err() {
                         drop(Object::take(held));
@@ -233,6 +221,14 @@ impl Drop for HeldTransaction {
             _ => drop(Object::take(held)),
         }
     }
+}
+
+/// Sends `sql`, without values, as a simple query.
+async fn simple(
+    connection: &mut PgConnection,
+    sql: &'static str,
+) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+    sqlx::raw_sql(sql).execute(connection).await
 }
 
 /// Take only a connection that is free now; never wait for or open one.

@@ -221,27 +221,63 @@ async fn lock_account(app: &TestApp) -> sea_orm::DatabaseTransaction {
 
 /// Waits until `n` sessions of the app's database wait for a lock: the held calls arrived.
 pub(crate) async fn wait_for_blocked_calls(app: &TestApp, n: i64) {
+    wait_for_sessions(
+        app,
+        "wait_event_type = 'Lock'",
+        |blocked| blocked >= n,
+        "the calls never reached the lock",
+    )
+    .await;
+}
+
+/// Waits until the number of the database's other sessions on the test's database that
+/// match `condition` (SQL on `pg_stat_activity`) satisfies `done`; fails with `failure`
+/// after `PATIENCE`.
+pub(crate) async fn wait_for_sessions(
+    app: &TestApp,
+    condition: &str,
+    done: impl Fn(i64) -> bool,
+    failure: &str,
+) {
     let deadline = Instant::now() + PATIENCE;
+    let count = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({condition})"
+    );
     loop {
-        let blocked = app
+        let sessions = app
             .db
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            ))
+            .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, &count))
             .await
             .unwrap()
             .and_then(|row| row.try_get::<i64>("", "n").ok())
             .unwrap_or(0);
-        if blocked >= n {
+        if done(sessions) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the calls never reached the lock"
-        );
+        assert!(Instant::now() < deadline, "{failure} ({sessions} sessions)");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Awaits calls that were to end at their deadline: each ends within `PATIENCE`, refused
+/// with DEADLINE_EXCEEDED or CANCELLED.
+pub(crate) async fn expect_given_up<T: std::fmt::Debug + Send + 'static>(
+    calls: Vec<tokio::task::JoinHandle<Result<T, tonic::Status>>>,
+) {
+    for call in calls {
+        let status = tokio::time::timeout(PATIENCE, call)
+            .await
+            .expect("the call ends at its deadline")
+            .unwrap()
+            .expect_err("the call was given up");
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            "{status:?}"
+        );
     }
 }
 

@@ -6,42 +6,25 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
-use tokio::time::Instant;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tonic::Code;
 use usermgmt::grpc::pb;
 
-use crate::health::wait_for_blocked_calls;
+use crate::health::{expect_given_up, wait_for_blocked_calls, wait_for_sessions};
 use crate::helpers::{TestApp, invite_request, spawn_app, with_token};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// The database's other sessions on this test's database that are inside a transaction
-/// or waiting for a lock, until there are none; fails after `PATIENCE`.
+/// Waits until none of the database's other sessions on the test's database is inside a
+/// transaction or waiting for a lock.
 async fn wait_until_no_transaction_is_open(app: &TestApp) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let open = app
-            .db
-            .query_one_raw(Statement::from_string(
-                DatabaseBackend::Postgres,
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                 AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
-            ))
-            .await
-            .unwrap()
-            .and_then(|row| row.try_get::<i64>("", "n").ok())
-            .unwrap_or(0);
-        if open == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} transactions stayed open after their calls ended"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_sessions(
+        app,
+        "state LIKE 'idle in transaction%' OR wait_event_type = 'Lock'",
+        |open| open == 0,
+        "transactions stayed open after their calls ended",
+    )
+    .await;
 }
 
 fn invite(app: &TestApp, name: &str, email: &str) -> tonic::Request<pb::InviteUserRequest> {
@@ -123,17 +106,7 @@ async fn writes_cut_short_by_their_deadline_leave_no_transaction_and_no_stray_co
         ));
     }
     wait_for_blocked_calls(&app, ABANDONED as i64).await;
-    for call in abandoned {
-        let status = tokio::time::timeout(PATIENCE, call)
-            .await
-            .expect("the call ends at its deadline")
-            .unwrap()
-            .expect_err("the invitation was given up");
-        assert!(
-            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
-            "{status:?}"
-        );
-    }
+    expect_given_up(abandoned).await;
     // The database now runs the abandoned statements, for connections nobody reads.
     lock.rollback().await.unwrap();
     wait_until_no_transaction_is_open(&app).await;
