@@ -23,7 +23,10 @@ use sea_orm::{
     ConnAcquireErr, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     ExecResult, QueryResult, RuntimeErr, Statement,
     sea_query::Values,
-    sqlx::{self, Connection, PgConnection, postgres::PgConnectOptions},
+    sqlx::{
+        self, Connection, PgConnection,
+        postgres::{PgConnectOptions, PgDatabaseError, PgQueryResult, PgSeverity},
+    },
 };
 use sea_query_sqlx::SqlxValues;
 use tokio::sync::Mutex;
@@ -134,8 +137,16 @@ impl HeldPool {
     /// Begins a transaction on a connection of the pool.
     pub async fn begin(&self) -> Result<HeldTransaction, DbErr> {
         let mut held = self.pool.get().await.map_err(acquire_error)?;
-        held.run(async |connection| simple(connection, "BEGIN").await)
-            .await?;
+        if let Err(error) = held
+            .run(async |connection| simple(connection, "BEGIN").await)
+            .await
+        {
+            if !held.clean {
+                // It may be in a transaction the database has begun: closed, not reused.
+                drop(Object::take(held));
+            }
+            return Err(error);
+        }
         Ok(HeldTransaction {
             held: Mutex::new(Some(held)),
         })
@@ -153,7 +164,15 @@ impl Held {
     ) -> Result<T, DbErr> {
         self.clean = false;
         let done = work(&mut self.connection).await;
-        self.clean = matches!(done, Ok(_) | Err(sqlx::Error::Database(_)));
+        self.clean = match &done {
+            Ok(_) => true,
+            // An ERROR ends the statement (and aborts its transaction, if any); a FATAL or
+            // PANIC one, also the session: the server closes the connection after it.
+            Err(sqlx::Error::Database(error)) => error
+                .try_downcast_ref::<PgDatabaseError>()
+                .is_some_and(|error| error.severity() == PgSeverity::Error),
+            Err(_) => false,
+        };
         done.map_err(|error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error))))
     }
 }
@@ -175,12 +194,17 @@ impl fmt::Debug for HeldTransaction {
 
 impl HeldTransaction {
     /// Commits; the connection goes back to its pool.
-    pub async fn commit(self) -> Result<(), DbErr> {
-        let done = self
-            .run(async |connection| simple(connection, "COMMIT").await)
-            .await;
+    pub async fn commit(mut self) -> Result<(), DbErr> {
+        let held = self.held.get_mut();
+        let done = match held.as_mut() {
+            Some(held) => {
+                held.run(async |connection| simple(connection, "COMMIT").await)
+                    .await
+            }
+            None => Err(ended()),
+        };
         // Whether COMMIT succeeded or the database refused it, the transaction has ended.
-        if let Some(held) = self.held.lock().await.take()
+        if let Some(held) = held.take()
             && !held.clean
         {
             drop(Object::take(held));
@@ -193,11 +217,12 @@ impl HeldTransaction {
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, DbErr> {
         let mut held = self.held.lock().await;
-        let held = held
-            .as_mut()
-            .ok_or_else(|| DbErr::Custom("the transaction has ended".into()))?;
-        held.run(work).await
+        held.as_mut().ok_or_else(ended)?.run(work).await
     }
+}
+
+fn ended() -> DbErr {
+    DbErr::Custom("the transaction has ended".into())
 }
 
 impl Drop for HeldTransaction {
@@ -208,11 +233,16 @@ impl Drop for HeldTransaction {
         let runtime = tokio::runtime::Handle::try_current();
         match runtime {
             Ok(runtime) if held.clean => {
+                // Not reused unless the ROLLBACK below runs to its end: a task the runtime
+                // drops unrun (it is shutting down) leaves a connection the pool closes.
+                held.clean = false;
                 runtime.spawn(async move {
-                    let rolled_back = held
-                        .run(async |connection| simple(connection, "ROLLBACK").await)
-                        .await;
-                    if rolled_back.is_err() {
+                    let rolled_back = tokio::time::timeout(
+                        ROLLBACK_WITHIN,
+                        held.run(async |connection| simple(connection, "ROLLBACK").await),
+                    )
+                    .await;
+                    if !matches!(rolled_back, Ok(Ok(_))) {
                         drop(Object::take(held));
                     }
                 });
@@ -223,11 +253,15 @@ impl Drop for HeldTransaction {
     }
 }
 
+/// How long the ROLLBACK of a dropped transaction may take before its connection is closed
+/// instead (a network that drops packets would otherwise hold it for minutes).
+const ROLLBACK_WITHIN: Duration = Duration::from_secs(5);
+
 /// Sends `sql`, without values, as a simple query.
 async fn simple(
     connection: &mut PgConnection,
     sql: &'static str,
-) -> Result<sqlx::postgres::PgQueryResult, sqlx::Error> {
+) -> Result<PgQueryResult, sqlx::Error> {
     sqlx::raw_sql(sql).execute(connection).await
 }
 
