@@ -154,3 +154,34 @@ async fn writes_cut_short_by_their_deadline_leave_no_transaction_and_no_stray_co
     }
     app.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn statements_the_database_refuses_mid_transaction_leave_connections_in_step() {
+    let app = spawn_app().await;
+    // Concurrent invitations of one new email: those that lose the race meet the unique
+    // email inside their transaction (the database refuses the INSERT), retry, and are
+    // refused as a member already.
+    let attempts = (0..8).map(|_| app.invite("Ada", "ada@example.com", pb::Role::Users));
+    let results = futures::future::join_all(attempts).await;
+    assert_eq!(
+        results.iter().filter(|result| result.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    wait_until_no_transaction_is_open(&app).await;
+
+    // The connections that carried the refused statements serve the next writes.
+    for i in 0..16 {
+        let user = app
+            .invite("Kept", &format!("kept{i}@example.com"), pb::Role::Users)
+            .await
+            .expect("InviteUser after the refused statements");
+        assert_eq!(user.email, format!("kept{i}@example.com"));
+        let engineer = make_engineer(&app, &user.id)
+            .await
+            .expect("UpdateUser after the refused statements");
+        assert_eq!(engineer.role, pb::Role::Engineers as i32);
+    }
+    app.stop().await;
+}
