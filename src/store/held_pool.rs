@@ -37,7 +37,8 @@ struct Opener {
     test_if_idle_for: Duration,
 }
 
-/// A connection, and whether its last statement ran to its end.
+/// A connection, and whether it is in step with the database: its last statement ran to
+/// its end, and it is in no transaction nobody will end.
 pub struct Held {
     connection: PgConnection,
     clean: bool,
@@ -65,7 +66,7 @@ impl managed::Manager for Opener {
     }
 }
 
-/// Up to `size` connections for reads, opened as calls need them.
+/// Up to `size` connections, opened as calls need them.
 #[derive(Clone)]
 pub struct HeldPool {
     pool: managed::Pool<Opener>,
@@ -102,7 +103,7 @@ impl HeldPool {
             .create_timeout(Some(timeout))
             .recycle_timeout(Some(timeout))
             .build()
-            .map_err(|error| DbErr::Custom(format!("the read pool: {error}")))?;
+            .map_err(|error| DbErr::Custom(format!("a held pool: {error}")))?;
         Ok(Self { pool })
     }
 
