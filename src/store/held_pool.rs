@@ -37,8 +37,8 @@ struct Opener {
     test_if_idle_for: Duration,
 }
 
-/// A connection, and whether it is in step with the database: its last statement ran to
-/// its end, and it is in no transaction nobody will end.
+/// A connection, and whether it may be handed out again: its last statement ran to its
+/// end, and no transaction of it is waiting for a ROLLBACK.
 pub struct Held {
     connection: PgConnection,
     clean: bool,
