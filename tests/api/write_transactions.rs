@@ -52,6 +52,26 @@ async fn make_engineer(app: &TestApp, user_id: &str) -> Result<pb::User, tonic::
         .map(|response| response.into_inner().user.expect("a user"))
 }
 
+/// Invites `n` members and makes each an engineer: writes that must work on whichever
+/// connections the pool gives them. Their emails.
+async fn write_members(app: &TestApp, n: usize) -> Vec<String> {
+    let mut invited = Vec::new();
+    for i in 0..n {
+        let user = app
+            .invite("Kept", &format!("kept{i}@example.com"), pb::Role::Users)
+            .await
+            .expect("InviteUser after the earlier writes");
+        assert_eq!(user.email, format!("kept{i}@example.com"));
+        let engineer = make_engineer(app, &user.id)
+            .await
+            .expect("UpdateUser after the earlier writes");
+        assert_eq!(engineer.id, user.id);
+        assert_eq!(engineer.role, pb::Role::Engineers as i32);
+        invited.push(user.email);
+    }
+    invited
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn refused_writes_leave_no_transaction_open() {
@@ -113,19 +133,7 @@ async fn writes_cut_short_by_their_deadline_leave_no_transaction_and_no_stray_co
 
     // Later writes work, whichever connection they are given, and none of the abandoned
     // invitations was committed.
-    let mut invited = Vec::new();
-    for i in 0..3 * ABANDONED {
-        let user = app
-            .invite("Kept", &format!("kept{i}@example.com"), pb::Role::Users)
-            .await
-            .expect("InviteUser after the abandoned ones");
-        assert_eq!(user.email, format!("kept{i}@example.com"));
-        let engineer = make_engineer(&app, &user.id)
-            .await
-            .expect("UpdateUser after the abandoned invitations");
-        assert_eq!(engineer.id, user.id);
-        invited.push(user.email);
-    }
+    let invited = write_members(&app, 3 * ABANDONED).await;
     let listed = app
         .users
         .clone()
@@ -172,16 +180,6 @@ async fn statements_the_database_refuses_mid_transaction_leave_connections_in_st
     wait_until_no_transaction_is_open(&app).await;
 
     // The connections that carried the refused statements serve the next writes.
-    for i in 0..16 {
-        let user = app
-            .invite("Kept", &format!("kept{i}@example.com"), pb::Role::Users)
-            .await
-            .expect("InviteUser after the refused statements");
-        assert_eq!(user.email, format!("kept{i}@example.com"));
-        let engineer = make_engineer(&app, &user.id)
-            .await
-            .expect("UpdateUser after the refused statements");
-        assert_eq!(engineer.role, pb::Role::Engineers as i32);
-    }
+    write_members(&app, 16).await;
     app.stop().await;
 }
