@@ -41,12 +41,14 @@ fn requires_credential(path: &str) -> bool {
     path.starts_with("/usermgmt.v1.") && path != "/usermgmt.v1.UserManagement/AcceptInvitation"
 }
 
-/// The reads that look the caller's API token up in their own statement, beside the
-/// caller's role and what they read: the auth layer only screens the token.
+/// The calls that look the caller's API token up in their own statement, beside the
+/// caller's role and what they read (for InviteUser, the invitation's facts): the auth layer
+/// only screens the token.
 fn looks_up_its_token(path: &str) -> bool {
     matches!(
         path,
         "/usermgmt.v1.UserManagement/GetUser"
+            | "/usermgmt.v1.UserManagement/InviteUser"
             | "/usermgmt.v1.UserManagement/ListUsers"
             | "/usermgmt.v1.UserManagement/ListAuditEvents"
             | "/usermgmt.v1.ApiTokens/ListApiTokens"

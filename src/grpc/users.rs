@@ -37,10 +37,7 @@ pub(super) fn presented<T>(request: &Request<T>) -> Result<Presented, Status> {
 /// A request refused as invalid: a credential the auth layer did not look up is checked
 /// first, so an unknown one is refused as it would have been before the request was read.
 pub(super) async fn invalid(users: &UserService, presented: &Presented, error: Error) -> Status {
-    match users.caller(presented).await {
-        Ok(_) => error.into(),
-        Err(refusal) => refusal.into(),
-    }
+    users.credential_first(presented, error).await.into()
 }
 
 /// A status as the `google.rpc.Status` message a call answered with it would carry.
@@ -64,9 +61,12 @@ impl pb::user_management_server::UserManagement for UserApi {
         &self,
         request: Request<pb::InviteUserRequest>,
     ) -> Result<Response<pb::InviteUserResponse>, Status> {
-        let caller = caller(&request)?;
-        let invite = convert::invite(request.into_inner())?;
-        let invitation = self.users.invite(&caller, invite).await?;
+        let presented = presented(&request)?;
+        let invite = match convert::invite(request.into_inner()) {
+            Ok(invite) => invite,
+            Err(error) => return Err(invalid(&self.users, &presented, error).await),
+        };
+        let invitation = self.users.invite(&presented, invite).await?;
         Ok(Response::new(pb::InviteUserResponse {
             user: Some(convert::user(invitation.member)),
             accept_url: convert::returned_link(invitation.accept_url),

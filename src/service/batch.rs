@@ -41,9 +41,8 @@ impl UserService {
         rows: Vec<Result<Invite, Error>>,
     ) -> Result<Vec<Result<Invitation, Error>>, Error> {
         check_batch_size(rows.len())?;
-        let (_, role) = self
-            .reader_in(&Presented::Caller(caller.clone()), account_id)
-            .await?;
+        let presented = Presented::Caller(caller.clone());
+        let (_, role) = self.reader_in(&presented, account_id).await?;
         check_administrator(role, "invite users")?;
         // The first row of each email and of each `request_id` runs in the first wave; a
         // repeat runs after it, so it meets what the first one did, as a second InviteUser
@@ -66,10 +65,11 @@ impl UserService {
                 });
         let mut answers: Vec<(usize, Result<Invitation, Error>)> = Vec::new();
         for wave in [first, repeats] {
+            let presented = &presented;
             let done: Vec<_> = stream::iter(wave)
                 .map(|(index, row)| async move {
                     let answer = match row {
-                        Ok(invite) => self.invite(caller, invite).await,
+                        Ok(invite) => self.invite(presented, invite).await,
                         Err(error) => Err(error),
                     };
                     (index, answer)

@@ -4,12 +4,12 @@ use chrono::TimeDelta;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::{Caller, Error, UserService};
+use super::{Error, Presented, UserService, caller};
 use crate::domain::{
     CloudAccess, DisplayName, Email, InvitationSecret, Language, Member, Role, SecretHash,
     invitation::accept_link,
 };
-use crate::store::{self, InviteRequestId, Invited, NewInvitation};
+use crate::store::{self, InviteAttempt, InviteRequestId, Invited, Inviter, NewInvitation};
 
 /// A validated invitation request.
 #[derive(Debug)]
@@ -64,8 +64,25 @@ impl Invite {
 const ATTEMPTS: usize = 3;
 
 impl UserService {
+    /// Invites as the presented caller. An API token the auth layer only screened is looked
+    /// up by the invitation's facts, under the account's lock: one statement fewer.
     #[tracing::instrument(skip_all, fields(account_id = %request.account_id), err(level = "info"))]
-    pub async fn invite(&self, caller: &Caller, request: Invite) -> Result<Invitation, Error> {
+    pub async fn invite(
+        &self,
+        presented: &Presented,
+        request: Invite,
+    ) -> Result<Invitation, Error> {
+        match self.invite_attempts(presented, &request).await {
+            Ok(invitation) => Ok(invitation),
+            Err(error) => Err(self.credential_first(presented, error).await),
+        }
+    }
+
+    async fn invite_attempts(
+        &self,
+        presented: &Presented,
+        request: &Invite,
+    ) -> Result<Invitation, Error> {
         let cloud_access = request
             .cloud_access
             .clone()
@@ -73,7 +90,15 @@ impl UserService {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let actor = self.actor(caller);
+            let now = self.clock.now();
+            let inviter = match presented {
+                Presented::Caller(caller) => Inviter::Actor(caller.actor(now)),
+                Presented::ApiToken { hash, request_id } => Inviter::ApiToken {
+                    hash,
+                    request_id,
+                    now,
+                },
+            };
             let secret = InvitationSecret::generate();
             let new = NewInvitation {
                 account_id: request.account_id,
@@ -83,7 +108,7 @@ impl UserService {
                 role: request.role,
                 cloud_access: &cloud_access,
                 secret: &secret,
-                expires_at: self.invitation_expiry(actor.now, request.ttl)?,
+                expires_at: self.invitation_expiry(now, request.ttl)?,
                 request: request
                     .request_id
                     .as_ref()
@@ -94,7 +119,11 @@ impl UserService {
                 send_email: request.send_email,
                 quota: self.invite_quota,
             };
-            match self.store.invite(&new, &actor).await {
+            let InviteAttempt { outcome, token } = self.store.invite(&new, inviter).await;
+            if let Some(token) = &token {
+                caller::touch(&self.store, token, now).await;
+            }
+            match outcome {
                 Ok(Invited::Created { member, kind }) => {
                     if request.send_email {
                         self.outbox_wake.notify_one();

@@ -122,8 +122,8 @@ impl UserService {
         caller
     }
 
-    /// Screens the `authorization` metadata for a read that looks its API token up itself:
-    /// an API token that passed the screen is left for the read's statement; any other
+    /// Screens the `authorization` metadata for a call that looks its API token up itself:
+    /// an API token that passed the screen is left for the call's statement; any other
     /// credential is resolved now.
     pub async fn present(&self, authorization: Option<&str>) -> Result<Presented, Error> {
         let now = self.clock.now();
@@ -154,6 +154,29 @@ impl UserService {
                 }
                 caller
             }
+        }
+    }
+
+    /// The answer to a call refused before its statement found the API token it presented
+    /// (a request found invalid, an account not found): an unknown token is refused first,
+    /// as if the auth layer had looked it up. A token its statement found unknown is
+    /// remembered.
+    pub async fn credential_first(&self, presented: &Presented, error: Error) -> Error {
+        let Presented::ApiToken { hash, .. } = presented else {
+            return error;
+        };
+        match error {
+            Error::Unauthenticated(_) => {
+                self.remember_unknown(hash, self.clock.now());
+                error
+            }
+            Error::InvalidArgument(_) | Error::AccountNotFound(_) => {
+                match self.caller(presented).await {
+                    Ok(_) => error,
+                    Err(refusal) => refusal,
+                }
+            }
+            _ => error,
         }
     }
 

@@ -16,8 +16,8 @@ use super::quota::check_invite_quota;
 use super::rows::{self, INVITED};
 use super::{Error, Store, lock_account_shared, members};
 use crate::domain::{
-    Actor, AuditAction, CloudAccess, DisplayName, Email, InvitationDelivery, InvitationKind,
-    InvitationSecret, Language, LinkDelivery, Member, Role,
+    Acting, Actor, AuditAction, CloudAccess, Credential, DisplayName, Email, InvitationDelivery,
+    InvitationKind, InvitationSecret, Language, LinkDelivery, Member, Role, SecretHash,
     administrators::check_administrator,
     invitation::{ExistingUser, InviteQuota, check_resend, invitation_kind},
     token::effective_role,
@@ -55,6 +55,38 @@ pub struct Renewal<'a> {
     pub quota: Option<InviteQuota>,
 }
 
+/// Who invites.
+#[derive(Debug)]
+pub enum Inviter<'a> {
+    /// An actor whose credential was checked when the call began (an API token's is checked
+    /// again, under the account's lock).
+    Actor(Actor),
+    /// An API token not looked up yet: the invitation's facts find it by its secret's hash,
+    /// under the account's lock, and its issuer acts with it.
+    ApiToken {
+        hash: &'a SecretHash,
+        /// The call's `x-request-id` (or one assigned).
+        request_id: &'a str,
+        now: DateTime<Utc>,
+    },
+}
+
+impl Inviter<'_> {
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Inviter::Actor(actor) => actor.now,
+            Inviter::ApiToken { now, .. } => *now,
+        }
+    }
+}
+
+/// What an invitation's transaction did, and the API token its facts found for an
+/// [`Inviter::ApiToken`], whatever the outcome (its use is recorded either way).
+pub struct InviteAttempt {
+    pub outcome: Result<Invited, Error>,
+    pub token: Option<Credential>,
+}
+
 /// What an invitation did.
 #[derive(Debug)]
 pub enum Invited {
@@ -70,16 +102,46 @@ pub enum Invited {
 impl Store {
     /// Invites the email into the account, creating its user when it has none (R3) and
     /// reusing it when it has (R4).
+    pub async fn invite(&self, new: &NewInvitation<'_>, inviter: Inviter<'_>) -> InviteAttempt {
+        let mut token = None;
+        let outcome = self.invite_in_transaction(new, inviter, &mut token).await;
+        InviteAttempt { outcome, token }
+    }
+
+    /// [`Store::invite`]; `found` gets the API token an [`Inviter::ApiToken`] presented, once
+    /// the facts have found it.
     #[tracing::instrument(skip_all, fields(otel.name = "db.transaction invite", account_id = %new.account_id), err(level = "info"))]
-    pub async fn invite(&self, new: &NewInvitation<'_>, actor: &Actor) -> Result<Invited, Error> {
+    async fn invite_in_transaction(
+        &self,
+        new: &NewInvitation<'_>,
+        inviter: Inviter<'_>,
+        found: &mut Option<Credential>,
+    ) -> Result<Invited, Error> {
         let tx = self.begin_write().await?;
         lock_account_shared(&tx, new.account_id).await?;
-        let facts = invite_facts(&tx, new.account_id, new.email, new.request.as_ref(), actor)
-            .await?
-            .ok_or(Error::AccountNotFound(new.account_id))?;
+        let mut facts = invite_facts(
+            &tx,
+            new.account_id,
+            new.email,
+            new.request.as_ref(),
+            &inviter,
+        )
+        .await?
+        .ok_or(Error::AccountNotFound(new.account_id))?;
         if !facts.token_live {
             return Err(Error::CredentialRevoked);
         }
+        let actor = match inviter {
+            Inviter::Actor(actor) => actor,
+            Inviter::ApiToken {
+                request_id, now, ..
+            } => {
+                let token = facts.token.take().ok_or(Error::CredentialRevoked)?;
+                *found = Some(token);
+                Actor::new(token.issuer_id, Acting::ApiToken(token), request_id, now)
+            }
+        };
+        let actor = &actor;
         if !actor.acting.works_in(new.account_id) {
             return Err(Error::AccountNotFound(new.account_id));
         }

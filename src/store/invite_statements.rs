@@ -4,6 +4,8 @@
 
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Utc};
+
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DbErr, FromQueryResult, IdenStatic, Iterable, Statement,
     Value,
@@ -17,8 +19,8 @@ use uuid::Uuid;
 use super::entity::{account, api_token, invite_request, membership, user};
 use super::rows::{self, ACTIVE};
 use super::template::{Template, Templates, stand_in_id, stand_in_time};
-use super::{Error, InviteRequestId};
-use crate::domain::{Acting, Actor, Credential, Email, Role};
+use super::{Error, InviteRequestId, Inviter};
+use crate::domain::{Acting, Actor, Credential, Email, Role, SecretHash};
 
 /// What an invitation decides from, read under the account's lock.
 pub(super) struct InviteFacts {
@@ -27,6 +29,8 @@ pub(super) struct InviteFacts {
     pub member_role: Option<Role>,
     /// Whether the actor's API token, if they act with one, is still live.
     pub token_live: bool,
+    /// For an [`Inviter::ApiToken`]: the token with that secret's hash, if it is live.
+    pub token: Option<Credential>,
     pub inviter_name: String,
     /// The earlier invitation with the same `request_id`: its hash, account and user.
     pub first_request: Option<invite_request::Model>,
@@ -48,13 +52,35 @@ fn select_all<C: Iterable + IdenStatic + IntoIden>(
     }
 }
 
+/// The caller's user id, as the facts statement knows it: bound, or the issuer of the API
+/// token it finds.
+fn caller_id(inviter: &Inviter<'_>) -> Expr {
+    match inviter {
+        Inviter::Actor(actor) => Expr::val(actor.user_id),
+        Inviter::ApiToken { .. } => col("t", api_token::Column::IssuerId),
+    }
+}
+
+/// A live API token's condition beside `found`: neither deleted nor expired at `now`.
+fn live_token(found: Expr, now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(found)
+        .add(col("t", api_token::Column::DeletedAt).is_null())
+        .add(
+            Condition::any()
+                .add(col("t", api_token::Column::ExpiresAt).is_null())
+                .add(col("t", api_token::Column::ExpiresAt).gt(now)),
+        )
+}
+
 /// One row when the account exists: the facts of [`InviteFacts`].
 fn facts_query(
     account_id: Uuid,
     email: &Email,
     request: Option<&InviteRequestId>,
-    actor: &Actor,
+    inviter: &Inviter<'_>,
 ) -> SelectStatement {
+    let now = inviter.now();
     let mut query = Query::select();
     query
         .from_as(account::Entity, Alias::new("a"))
@@ -67,21 +93,49 @@ fn facts_query(
         .expr_as(
             col("em", membership::Column::Id),
             Alias::new("member_of_account"),
-        )
+        );
+    // The token first: the caller's joins below may name its issuer.
+    match inviter {
+        Inviter::Actor(actor) => {
+            if let Acting::ApiToken(credential) = &actor.acting {
+                query
+                    .expr_as(col("t", api_token::Column::Id), Alias::new("live_token"))
+                    .join_as(
+                        JoinType::LeftJoin,
+                        api_token::Entity,
+                        Alias::new("t"),
+                        live_token(col("t", api_token::Column::Id).eq(credential.token_id), now),
+                    );
+            }
+        }
+        Inviter::ApiToken { hash, .. } => {
+            select_all::<api_token::Column>(&mut query, "t");
+            query.join_as(
+                JoinType::LeftJoin,
+                api_token::Entity,
+                Alias::new("t"),
+                live_token(
+                    col("t", api_token::Column::SecretHash).eq(hash.as_str()),
+                    now,
+                ),
+            );
+        }
+    }
+    query
         .join_as(
             JoinType::LeftJoin,
             membership::Entity,
             Alias::new("cm"),
             Condition::all()
                 .add(col("cm", membership::Column::AccountId).equals(("a", account::Column::Id)))
-                .add(col("cm", membership::Column::UserId).eq(actor.user_id))
+                .add(col("cm", membership::Column::UserId).eq(caller_id(inviter)))
                 .add(col("cm", membership::Column::Status).eq(ACTIVE)),
         )
         .join_as(
             JoinType::LeftJoin,
             user::Entity,
             Alias::new("cu"),
-            col("cu", user::Column::Id).eq(actor.user_id),
+            col("cu", user::Column::Id).eq(caller_id(inviter)),
         )
         .join_as(
             JoinType::LeftJoin,
@@ -99,23 +153,6 @@ fn facts_query(
         )
         .and_where(col("a", account::Column::Id).eq(account_id));
     select_all::<user::Column>(&mut query, "eu");
-    if let Acting::ApiToken(credential) = &actor.acting {
-        query
-            .expr_as(col("t", api_token::Column::Id), Alias::new("live_token"))
-            .join_as(
-                JoinType::LeftJoin,
-                api_token::Entity,
-                Alias::new("t"),
-                Condition::all()
-                    .add(col("t", api_token::Column::Id).eq(credential.token_id))
-                    .add(col("t", api_token::Column::DeletedAt).is_null())
-                    .add(
-                        Condition::any()
-                            .add(col("t", api_token::Column::ExpiresAt).is_null())
-                            .add(col("t", api_token::Column::ExpiresAt).gt(actor.now)),
-                    ),
-            );
-    }
     if let Some(request) = request {
         select_all::<invite_request::Column>(&mut query, "r");
         query.join_as(
@@ -123,7 +160,7 @@ fn facts_query(
             invite_request::Entity,
             Alias::new("r"),
             Condition::all()
-                .add(col("r", invite_request::Column::CallerId).eq(actor.user_id))
+                .add(col("r", invite_request::Column::CallerId).eq(caller_id(inviter)))
                 .add(col("r", invite_request::Column::RequestId).eq(request.request_id.as_str())),
         );
     }
@@ -136,30 +173,72 @@ const STAND_IN_TOKEN: Uuid = stand_in_id(13);
 const STAND_IN_REQUEST: &str = "\u{0}stand-in request";
 static STAND_IN_EMAIL: LazyLock<Option<Email>> =
     LazyLock::new(|| Email::parse("stand-in@template.invalid").ok());
+static STAND_IN_HASH: LazyLock<SecretHash> = LazyLock::new(|| SecretHash::of("stand-in inviter"));
 
-/// The facts statement's templates, by shape: acting with an API token or not, with a
-/// request id or not.
-static FACTS: [Templates; 4] = [const { Templates::new() }; 4];
+/// The facts statement's shapes: who invites (an actor without an API token, one with a
+/// token known by its id, an API token found by its hash), with a request id or not.
+static FACTS: [Templates; 6] = [const { Templates::new() }; 6];
+
+fn shape(inviter: &Inviter<'_>, request: Option<&InviteRequestId>) -> usize {
+    let who = match inviter {
+        Inviter::Actor(actor) => usize::from(matches!(actor.acting, Acting::ApiToken(_))),
+        Inviter::ApiToken { .. } => 2,
+    };
+    who * 2 + usize::from(request.is_some())
+}
 
 /// The arguments of [`facts_query`], in the order of its stand-ins.
 fn facts_arguments(
     account_id: Uuid,
     email: &str,
     request: Option<&InviteRequestId>,
-    actor: &Actor,
-) -> [Value; 6] {
-    let token_id = match &actor.acting {
-        Acting::ApiToken(credential) => Some(credential.token_id),
-        Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => None,
+    inviter: &Inviter<'_>,
+) -> [Value; 7] {
+    let (user_id, token_id, hash) = match inviter {
+        Inviter::Actor(actor) => {
+            let token_id = match &actor.acting {
+                Acting::ApiToken(credential) => Some(credential.token_id),
+                Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => None,
+            };
+            (Some(actor.user_id), token_id, None)
+        }
+        Inviter::ApiToken { hash, .. } => (None, None, Some(hash.as_str())),
     };
     [
         account_id.into(),
-        actor.user_id.into(),
+        user_id.into(),
         email.into(),
         token_id.into(),
-        actor.now.into(),
+        inviter.now().into(),
         request.map(|request| request.request_id.clone()).into(),
+        hash.into(),
     ]
+}
+
+/// The same kind of inviter as `inviter`, made of stand-ins.
+fn stand_in_inviter(inviter: &Inviter<'_>) -> Inviter<'static> {
+    let now = stand_in_time();
+    match inviter {
+        Inviter::Actor(actor) => {
+            let acting = match actor.acting {
+                Acting::ApiToken(_) => Acting::ApiToken(Credential {
+                    token_id: STAND_IN_TOKEN,
+                    account_id: STAND_IN_ACCOUNT,
+                    issuer_id: STAND_IN_ACTOR,
+                    role: Role::Users,
+                    expires_at: None,
+                    last_used_at: None,
+                }),
+                _ => Acting::Operator,
+            };
+            Inviter::Actor(Actor::new(STAND_IN_ACTOR, acting, "", now))
+        }
+        Inviter::ApiToken { .. } => Inviter::ApiToken {
+            hash: &STAND_IN_HASH,
+            request_id: "",
+            now,
+        },
+    }
 }
 
 /// The statement [`invite_facts`] sends (also for the pgbench scripts): its SQL built once
@@ -169,27 +248,13 @@ pub fn invite_facts_statement(
     account_id: Uuid,
     email: &Email,
     request: Option<&InviteRequestId>,
-    actor: &Actor,
+    inviter: &Inviter<'_>,
 ) -> Statement {
     let Some(stand_in_email) = STAND_IN_EMAIL.as_ref() else {
-        return backend.build(&facts_query(account_id, email, request, actor));
+        return backend.build(&facts_query(account_id, email, request, inviter));
     };
-    let by_token = matches!(actor.acting, Acting::ApiToken(_));
-    let shape = usize::from(by_token) * 2 + usize::from(request.is_some());
-    let template = FACTS[shape].get(backend, || {
-        let acting = if by_token {
-            Acting::ApiToken(Credential {
-                token_id: STAND_IN_TOKEN,
-                account_id: STAND_IN_ACCOUNT,
-                issuer_id: STAND_IN_ACTOR,
-                role: Role::Users,
-                expires_at: None,
-                last_used_at: None,
-            })
-        } else {
-            Acting::Operator
-        };
-        let actor = Actor::new(STAND_IN_ACTOR, acting, "", stand_in_time());
+    let template = FACTS[shape(inviter, request)].get(backend, || {
+        let inviter = stand_in_inviter(inviter);
         let request = request.map(|_| InviteRequestId {
             request_id: STAND_IN_REQUEST.into(),
             request_hash: String::new(),
@@ -198,12 +263,17 @@ pub fn invite_facts_statement(
             STAND_IN_ACCOUNT,
             stand_in_email.as_str(),
             request.as_ref(),
-            &actor,
+            &inviter,
         );
-        let query = facts_query(STAND_IN_ACCOUNT, stand_in_email, request.as_ref(), &actor);
+        let query = facts_query(STAND_IN_ACCOUNT, stand_in_email, request.as_ref(), &inviter);
         Template::new(backend, &stand_ins, &query)
     });
-    template.statement(&facts_arguments(account_id, email.as_str(), request, actor))
+    template.statement(&facts_arguments(
+        account_id,
+        email.as_str(),
+        request,
+        inviter,
+    ))
 }
 
 /// Reads the facts of an invitation; `None` when the account does not exist.
@@ -212,10 +282,15 @@ pub(super) async fn invite_facts(
     account_id: Uuid,
     email: &Email,
     request: Option<&InviteRequestId>,
-    actor: &Actor,
+    inviter: &Inviter<'_>,
 ) -> Result<Option<InviteFacts>, Error> {
-    let statement =
-        invite_facts_statement(db.get_database_backend(), account_id, email, request, actor);
+    let statement = invite_facts_statement(
+        db.get_database_backend(),
+        account_id,
+        email,
+        request,
+        inviter,
+    );
     let Some(row) = db.query_one_raw(statement).await? else {
         return Ok(None);
     };
@@ -223,16 +298,29 @@ pub(super) async fn invite_facts(
     let member_of_account = row
         .try_get::<Option<Uuid>>("", "member_of_account")?
         .is_some();
+    let (token_live, token) = match inviter {
+        Inviter::Actor(actor) => match actor.acting {
+            Acting::ApiToken(_) => (
+                row.try_get::<Option<Uuid>>("", "live_token")?.is_some(),
+                None,
+            ),
+            Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => (true, None),
+        },
+        Inviter::ApiToken { .. } => {
+            let token = Option::<api_token::Model>::from_query_result(&row, "t_")?
+                .map(|token| rows::credential(&token))
+                .transpose()?;
+            (token.is_some(), token)
+        }
+    };
     Ok(Some(InviteFacts {
         account_name: row.try_get("", "account_name")?,
         member_role: row
             .try_get::<Option<i32>>("", "caller_role")?
             .map(rows::role)
             .transpose()?,
-        token_live: match actor.acting {
-            Acting::ApiToken(_) => row.try_get::<Option<Uuid>>("", "live_token")?.is_some(),
-            Acting::Jwt { .. } | Acting::Operator | Acting::Invitation => true,
-        },
+        token_live,
+        token,
         inviter_name: row
             .try_get::<Option<String>>("", "inviter_name")?
             .unwrap_or_default(),
@@ -295,27 +383,27 @@ mod tests {
 
     #[test]
     fn the_pgbench_script_of_invite_user_reads_the_facts_the_service_reads() {
-        let token = Credential {
-            token_id: Uuid::nil(),
-            account_id: Uuid::nil(),
-            issuer_id: Uuid::nil(),
-            role: Role::Administrators,
-            expires_at: None,
-            last_used_at: None,
+        let hash = SecretHash::of("umk_bench");
+        let inviter = Inviter::ApiToken {
+            hash: &hash,
+            request_id: "",
+            now: Utc::now(),
         };
-        let actor = Actor::new(Uuid::nil(), Acting::ApiToken(token), "", Utc::now());
         let email = Email::parse("ada@example.com").unwrap();
-        let statement =
-            invite_facts_statement(DatabaseBackend::Postgres, Uuid::nil(), &email, None, &actor);
+        let statement = invite_facts_statement(
+            DatabaseBackend::Postgres,
+            Uuid::nil(),
+            &email,
+            None,
+            &inviter,
+        );
         let expected = with_values(
             &statement.sql,
             &[
-                ":admin_id",
-                "'active'",
-                ":admin_id",
-                "'bench' || :n::text || '@invite.example'",
-                ":token_id",
+                ":token_hash",
                 "now()",
+                "'active'",
+                "'bench' || :n::text || '@invite.example'",
                 ":account_id",
             ],
         );
@@ -350,14 +438,22 @@ mod tests {
                 },
                 Acting::Operator,
             ];
-            for acting in actings {
-                let actor = Actor::new(Uuid::new_v4(), acting, "request", now);
+            let hash = SecretHash::of(&Uuid::new_v4().to_string());
+            let inviters = actings
+                .into_iter()
+                .map(|acting| Inviter::Actor(Actor::new(Uuid::new_v4(), acting, "request", now)))
+                .chain([Inviter::ApiToken {
+                    hash: &hash,
+                    request_id: "request",
+                    now,
+                }]);
+            for inviter in inviters {
                 for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
                     for request in [None, Some(&request)] {
                         let account = Uuid::new_v4();
                         assert_eq!(
-                            invite_facts_statement(backend, account, &email, request, &actor),
-                            backend.build(&facts_query(account, &email, request, &actor)),
+                            invite_facts_statement(backend, account, &email, request, &inviter),
+                            backend.build(&facts_query(account, &email, request, &inviter)),
                         );
                     }
                 }

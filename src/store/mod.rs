@@ -30,7 +30,7 @@ pub use accept::{Accepted, Pending};
 pub use accounts::Bootstrapped;
 pub use error::Error;
 pub use feed::{Change, ChangeWakes};
-pub use invitations::{InviteRequestId, Invited, NewInvitation, Renewal};
+pub use invitations::{InviteAttempt, InviteRequestId, Invited, Inviter, NewInvitation, Renewal};
 pub use invite_statements::{chained_inserts, invite_facts_statement};
 pub use member_list::{MemberCount, MemberFilter};
 pub use outbox::OutboxEmail;

@@ -1,11 +1,14 @@
 use chrono::TimeDelta;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+};
 use tonic::Code;
 use usermgmt::{
-    domain::{InvitationEmail, InvitationKind, Language, Role},
+    domain::{ApiTokenSecret, InvitationEmail, InvitationKind, Language, Role, SecretHash},
     grpc::pb,
     store::entity,
 };
+use uuid::Uuid;
 
 use crate::helpers::{bad_fields, invite_request, reason, spawn_app, spawn_app_with, with_token};
 
@@ -368,4 +371,85 @@ async fn concurrent_invitations_of_one_new_email_into_two_accounts_share_one_use
     let globex = globex.unwrap().into_inner().user.unwrap();
     assert_eq!(acme.id, globex.id);
     assert_eq!(app.count_users().await, 3);
+}
+
+/// InviteUser finds its API token in the invitation's own statement, under the account's
+/// lock. A token that is not live is refused before the request is read or the account is
+/// looked up, as the auth layer refuses it on other calls; a live one's use is recorded.
+#[tokio::test]
+async fn an_invitations_token_is_checked_in_its_transaction_and_refused_first_when_not_live() {
+    let app = spawn_app().await;
+    let users_before = app.count_users().await;
+    // One token per fault: a token refused once is then refused from memory, before the
+    // statement this test is about.
+    let mut expiring = Vec::new();
+    for _ in 0..4 {
+        let until = app.clock_now() + TimeDelta::hours(1);
+        expiring.push(
+            app.issue_token(
+                app.account_id,
+                app.admin_id,
+                Role::Administrators,
+                Some(until),
+            )
+            .await,
+        );
+    }
+    let missing_account = Uuid::now_v7();
+    let invite = |token: &str, request: pb::InviteUserRequest| {
+        let mut users = app.users.clone();
+        let request = with_token(token, request);
+        async move { users.invite_user(request).await }
+    };
+    let ada = |account_id| invite_request(account_id, "Ada", "ada@example.com", pb::Role::Users);
+    let mut malformed = ada(app.account_id);
+    malformed.email = "not an email".into();
+    let faults = || [malformed.clone(), ada(missing_account), ada(app.account_id)];
+
+    let invalid = invite(&expiring[3], malformed.clone()).await.unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let absent = invite(&expiring[3], ada(missing_account))
+        .await
+        .unwrap_err();
+    assert_eq!(absent.code(), Code::NotFound);
+    assert_eq!(reason(&absent), "ACCOUNT_NOT_FOUND");
+    for request in faults() {
+        let unknown = ApiTokenSecret::generate();
+        let status = invite(unknown.expose(), request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    app.advance(TimeDelta::hours(1));
+    for (request, token) in faults().into_iter().zip(&expiring) {
+        let status = invite(token, request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "expired: {status:?}");
+    }
+    assert_eq!(app.count_users().await, users_before, "nobody was invited");
+
+    let fresh = app
+        .issue_token(app.account_id, app.admin_id, Role::Administrators, None)
+        .await;
+    let stored = || async {
+        entity::api_token::Entity::find()
+            .filter(entity::api_token::Column::SecretHash.eq(SecretHash::of(&fresh).as_str()))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(stored().await.last_used_at, None);
+    invite(&fresh, ada(app.account_id)).await.unwrap();
+    assert_eq!(stored().await.last_used_at, Some(app.clock_now()));
+
+    let mut deleted = stored().await.into_active_model();
+    deleted.deleted_at = Set(Some(app.clock_now()));
+    deleted.update(&app.db).await.unwrap();
+    let grace = invite_request(
+        app.account_id,
+        "Grace",
+        "grace@example.com",
+        pb::Role::Users,
+    );
+    let status = invite(&fresh, grace).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(app.count_users().await, users_before + 1, "only Ada");
 }
