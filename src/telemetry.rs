@@ -1,20 +1,18 @@
 //! Logging and traces. Logs: text or JSON lines on stderr, level from `RUST_LOG` (default
-//! `info`); the server's lines are written by a thread of their own, in batches, so that a
-//! call never waits on stderr and a busy server writes many lines per system call. Traces: with an OTLP endpoint configured (the standard `OTEL_EXPORTER_OTLP_*`
+//! `info`); the server's lines are written by a thread of their own, in batches (see
+//! [`log_writer`]), so that a call never waits on stderr and a busy server writes many
+//! lines per system call. Traces: with an OTLP endpoint configured (the standard `OTEL_EXPORTER_OTLP_*`
 //! variables), the service's spans are exported over gRPC or HTTP/protobuf; each call
 //! continues the caller's W3C `traceparent`, and an email's sends join the trace of the call
 //! that queued it (see [`trace_context`] and [`continue_trace`]).
 
-use std::{
-    collections::HashMap,
-    io::{BufWriter, IsTerminal},
-    time::Duration,
-};
+mod log_writer;
+
+use std::{collections::HashMap, io::IsTerminal, time::Duration};
 
 use opentelemetry::{global, trace::TraceContextExt};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     EnvFilter, Layer,
@@ -33,16 +31,12 @@ const READS_TARGET: &str = "usermgmt::store::readers";
 /// How long shutting down waits for the last spans to reach the collector.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Log bytes gathered before one write to stderr; the writer also writes whenever it has
-/// no more lines waiting.
-const LOG_BATCH_BYTES: usize = 64 * 1024;
-
 /// The process's trace export and log writer, flushed by [`Telemetry::shutdown`].
 #[must_use = "call shutdown() so that the last spans are exported and the last lines written"]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
     /// Dropped last: writes the lines still queued, then stops the log writer's thread.
-    log_writer: WorkerGuard,
+    log_writer: log_writer::WriterGuard,
 }
 
 impl Telemetry {
@@ -78,14 +72,16 @@ pub fn init(format: LogFormat) {
         .try_init();
 }
 
-/// stderr behind a thread that writes the lines in batches. No line is dropped: when the
-/// queue is full (128,000 lines), the call that logs waits, as it would on stderr itself.
-fn batched_stderr() -> (BoxMakeWriter, WorkerGuard) {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("usermgmt-log")
-        .finish(BufWriter::with_capacity(LOG_BATCH_BYTES, std::io::stderr()));
-    (BoxMakeWriter::new(writer), guard)
+/// stderr behind a thread that writes the lines in batches. No line is dropped: when 16 MB
+/// wait, the call that logs waits, as it would on stderr itself.
+fn batched_stderr() -> Result<(BoxMakeWriter, log_writer::WriterGuard), String> {
+    let (writer, guard) = log_writer::BatchedWriter::spawn(
+        std::io::stderr(),
+        log_writer::Batching::default(),
+        "usermgmt-log",
+    )
+    .map_err(|error| format!("cannot start the log writer's thread: {error}"))?;
+    Ok((BoxMakeWriter::new(writer), guard))
 }
 
 /// Logs, and traces when an OTLP endpoint is configured. Call it inside the Tokio runtime
@@ -96,7 +92,7 @@ pub fn init_with_traces(
 ) -> Result<Telemetry, String> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let Some(endpoint) = &settings.otlp_endpoint else {
-        let (writer, log_writer) = batched_stderr();
+        let (writer, log_writer) = batched_stderr()?;
         let _ = tracing_subscriber::registry()
             .with(log_layer(format, writer))
             .try_init();
@@ -140,7 +136,7 @@ pub fn init_with_traces(
     // The service's own spans only: the exporter's HTTP and gRPC clients must not trace
     // themselves. RUST_LOG governs the log lines, not which spans are exported.
     let traced = Targets::new().with_target("usermgmt", tracing::Level::INFO);
-    let (writer, log_writer) = batched_stderr();
+    let (writer, log_writer) = batched_stderr()?;
     let _ = tracing_subscriber::registry()
         .with(log_layer(format, writer))
         .with(
