@@ -203,9 +203,12 @@ impl Drop for WriterGuard {
 mod tests {
     use super::*;
 
-    /// A sink that keeps what it was given, and how many writes gave it.
+    /// What a sink was given, and how many writes gave it.
+    type Written = (Vec<u8>, usize);
+
+    /// A sink that keeps what it was given; its condvar wakes the test on each write.
     #[derive(Clone, Default)]
-    struct Sink(Arc<(Mutex<(Vec<u8>, usize)>, Condvar)>);
+    struct Sink(Arc<(Mutex<Written>, Condvar)>);
 
     impl Write for Sink {
         fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
