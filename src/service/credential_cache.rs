@@ -7,6 +7,12 @@
 //! service's clock. A token created later cannot be in the cache: its secret is drawn when it
 //! is created, so nobody presented it before. Should 256 random bits ever be guessed
 //! beforehand, the entry is gone [`UNKNOWN_FOR`] later.
+//!
+//! Tokens found live are remembered too, for [`LIVE_FOR`], for one decision only: InviteUser
+//! looks the token up inside its write transaction when it was seen live lately, and before
+//! that transaction otherwise, so that made-up tokens never hold a write transaction. The
+//! transaction checks the token under the account's lock either way: being remembered live
+//! grants nothing.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use quick_cache::sync::Cache;
@@ -18,6 +24,8 @@ use crate::domain::{ApiTokenSecret, SecretHash};
 const CAPACITY: usize = 4096;
 /// How long an unknown API token is refused without asking the database.
 pub const UNKNOWN_FOR: TimeDelta = TimeDelta::seconds(10);
+/// How long an API token found live counts as seen live.
+pub const LIVE_FOR: TimeDelta = TimeDelta::seconds(60);
 /// 256 random bits in base64url without padding.
 const SECRET_CHARS: usize = 43;
 
@@ -30,10 +38,11 @@ pub(super) enum Screened {
     Other,
 }
 
-/// The recently unknown API tokens, by the hash of their secret, with when they were found
-/// unknown.
+/// The API tokens recently found unknown, and those recently found live, by the hash of
+/// their secret, with when they were found so.
 pub(super) struct CredentialCache {
     unknown: Cache<String, DateTime<Utc>>,
+    live: Cache<String, DateTime<Utc>>,
 }
 
 fn is_base64url(text: &str) -> bool {
@@ -63,6 +72,7 @@ impl CredentialCache {
     pub fn new() -> Self {
         Self {
             unknown: Cache::new(CAPACITY),
+            live: Cache::new(CAPACITY),
         }
     }
 
@@ -106,8 +116,21 @@ impl CredentialCache {
     /// Remembers an API token the full check refused.
     pub fn remember_unknown(&self, presented: Screened, now: DateTime<Utc>) {
         if let Screened::ApiKey(hash) = presented {
+            self.live.remove(hash.as_str());
             self.unknown.insert(hash.into_string(), now);
         }
+    }
+
+    /// Remembers an API token found live.
+    pub fn remember_live(&self, hash: &SecretHash, now: DateTime<Utc>) {
+        self.live.insert(hash.as_str().to_string(), now);
+    }
+
+    /// Whether the API token was found live within [`LIVE_FOR`].
+    pub fn seen_live(&self, hash: &SecretHash, now: DateTime<Utc>) -> bool {
+        self.live
+            .get(hash.as_str())
+            .is_some_and(|found_live| now - found_live < LIVE_FOR)
     }
 }
 
@@ -179,6 +202,20 @@ mod tests {
     }
 
     #[test]
+    fn a_token_counts_as_seen_live_for_a_while_and_not_once_found_unknown() {
+        let cache = CredentialCache::new();
+        let now = Utc::now();
+        let hash = ApiTokenSecret::generate().hash();
+        assert!(!cache.seen_live(&hash, now));
+        cache.remember_live(&hash, now);
+        assert!(cache.seen_live(&hash, now + LIVE_FOR - TimeDelta::milliseconds(1)));
+        assert!(!cache.seen_live(&hash, now + LIVE_FOR));
+        assert!(!cache.seen_live(&ApiTokenSecret::generate().hash(), now));
+        cache.remember_unknown(Screened::ApiKey(hash.clone()), now);
+        assert!(!cache.seen_live(&hash, now));
+    }
+
+    #[test]
     fn the_cache_stays_bounded() {
         let cache = CredentialCache::new();
         let now = Utc::now();
@@ -187,5 +224,9 @@ mod tests {
             cache.remember_unknown(Screened::ApiKey(secret.hash()), now);
         }
         assert!(cache.unknown.len() <= CAPACITY);
+        for _ in 0..CAPACITY * 2 {
+            cache.remember_live(&ApiTokenSecret::generate().hash(), now);
+        }
+        assert!(cache.live.len() <= CAPACITY);
     }
 }

@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::domain::{
-    Actor, Member, Role, TokenLimits,
+    Actor, Credential, Member, Role, TokenLimits,
     invitation::{InviteQuota, Lifetimes},
 };
 use crate::metrics::Metrics;
@@ -116,8 +116,14 @@ impl UserService {
         let presented = self.credentials.screen(authorization, now)?;
         let caller =
             caller::authenticate(&self.store, self.jwt.as_deref(), authorization, now).await;
-        if let Err(Error::Unauthenticated(_)) = caller {
-            self.credentials.remember_unknown(presented, now);
+        match (&caller, presented) {
+            (Ok(_), credential_cache::Screened::ApiKey(hash)) => {
+                self.credentials.remember_live(&hash, now);
+            }
+            (Err(Error::Unauthenticated(_)), presented) => {
+                self.credentials.remember_unknown(presented, now);
+            }
+            _ => {}
         }
         caller
     }
@@ -146,11 +152,13 @@ impl UserService {
             Presented::ApiToken { hash, request_id } => {
                 let now = self.clock.now();
                 let mut caller = caller::by_token(&self.store, hash, now).await;
-                if let Err(Error::Unauthenticated(_)) = caller {
-                    self.remember_unknown(hash, now);
-                }
-                if let Ok(caller) = &mut caller {
-                    caller.request_id.clone_from(request_id);
+                match &mut caller {
+                    Ok(caller) => {
+                        caller.request_id.clone_from(request_id);
+                        self.credentials.remember_live(hash, now);
+                    }
+                    Err(Error::Unauthenticated(_)) => self.remember_unknown(hash, now),
+                    Err(_) => {}
                 }
                 caller
             }
@@ -180,6 +188,20 @@ impl UserService {
         }
     }
 
+    /// Records the use of the token a call's statement found by its hash, and remembers it
+    /// live.
+    pub(super) async fn found_live(
+        &self,
+        presented: &Presented,
+        token: &Credential,
+        now: DateTime<Utc>,
+    ) {
+        caller::touch(&self.store, token, now).await;
+        if let Presented::ApiToken { hash, .. } = presented {
+            self.credentials.remember_live(hash, now);
+        }
+    }
+
     fn remember_unknown(&self, hash: &crate::domain::SecretHash, now: DateTime<Utc>) {
         self.credentials
             .remember_unknown(credential_cache::Screened::ApiKey(hash.clone()), now);
@@ -195,7 +217,7 @@ impl UserService {
         now: DateTime<Utc>,
     ) -> Result<caller::Reading<T>, Error> {
         if let Some(token) = &facts.token {
-            caller::touch(&self.store, token, now).await;
+            self.found_live(presented, token, now).await;
         }
         let reading = caller::settle(presented, account_id, facts);
         if let (Err(Error::Unauthenticated(_)), Presented::ApiToken { hash, .. }) =

@@ -7,9 +7,13 @@
 //! cost a system call and a context switch per line: at ten thousand calls a second, more
 //! than a third of the server's CPU (docs/benchmarks.md §6).
 //!
-//! No line is dropped: once [`Batching::max_waiting_bytes`] are waiting, a call that logs
-//! waits for the writer, as it would on stderr itself. Lines come out whole, in the order
-//! they were appended.
+//! No line is dropped while the writer runs: once [`Batching::max_waiting_bytes`] are
+//! waiting, a call that logs waits for the writer, as it would on stderr itself. Lines come
+//! out whole, in the order they were appended. A line waits up to `write_every` (20 ms) to
+//! be written, so a process killed outright loses at most that much of its log. Stopping
+//! writes what waits, within [`Batching::stop_within`]; should stderr not take it by then,
+//! the thread is left to it and the process goes on ending. Once the writer has stopped (or
+//! died), lines are dropped.
 
 use std::{
     io::{self, Write},
@@ -29,6 +33,8 @@ pub struct Batching {
     pub batch_bytes: usize,
     /// Bytes waiting beyond which a call that logs waits for the writer.
     pub max_waiting_bytes: usize,
+    /// How long stopping waits for the last lines to be written.
+    pub stop_within: Duration,
 }
 
 impl Default for Batching {
@@ -37,6 +43,7 @@ impl Default for Batching {
             write_every: Duration::from_millis(20),
             batch_bytes: 64 * 1024,
             max_waiting_bytes: 16 * 1024 * 1024,
+            stop_within: Duration::from_secs(5),
         }
     }
 }
@@ -47,6 +54,8 @@ struct State {
     /// Calls that wait for room.
     blocked: usize,
     stopping: bool,
+    /// The writer's thread has ended (stopped, or died).
+    finished: bool,
 }
 
 struct Shared {
@@ -54,8 +63,21 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer: a first line, a full batch, or the end.
     lines: Condvar,
-    /// Wakes the calls waiting for room.
+    /// Wakes the calls waiting for room, and the guard waiting for the writer to finish.
     room: Condvar,
+}
+
+/// Marks the writer finished when its thread ends, even by a panic, so that no call waits
+/// for room from a writer that is gone.
+struct Finished<'a>(&'a Shared);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.finished = true;
+        state.stopping = true;
+        self.0.room.notify_all();
+    }
 }
 
 impl Shared {
@@ -78,6 +100,9 @@ impl Shared {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
             state.blocked -= 1;
+        }
+        if state.finished {
+            return;
         }
         let before = state.waiting.len();
         state.waiting.extend_from_slice(line);
@@ -154,7 +179,10 @@ impl BatchedWriter {
         let writer = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(thread_name.into())
-            .spawn(move || writer.write_batches(sink))?;
+            .spawn(move || {
+                let _finished = Finished(&writer);
+                writer.write_batches(sink);
+            })?;
         Ok((
             BatchedWriter {
                 shared: Arc::clone(&shared),
@@ -190,10 +218,20 @@ impl Write for LineWriter<'_> {
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        self.shared.lock().stopping = true;
+        let mut state = self.shared.lock();
+        state.stopping = true;
         self.shared.lines.notify_one();
         self.shared.room.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let (state, _) = self
+            .shared
+            .room
+            .wait_timeout_while(state, self.shared.batching.stop_within, |state| {
+                !state.finished
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+        let finished = state.finished;
+        drop(state);
+        if finished && let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -203,12 +241,13 @@ impl Drop for WriterGuard {
 mod tests {
     use super::*;
 
-    /// What a sink was given, and how many writes gave it.
-    type Written = (Vec<u8>, usize);
+    /// A value and the condvar that tells of its changes.
+    type Watched<T> = Arc<(Mutex<T>, Condvar)>;
 
-    /// A sink that keeps what it was given; its condvar wakes the test on each write.
+    /// A sink that keeps what it was given, and how many writes gave it; its condvar wakes
+    /// the test on each write.
     #[derive(Clone, Default)]
-    struct Sink(Arc<(Mutex<Written>, Condvar)>);
+    struct Sink(Watched<(Vec<u8>, usize)>);
 
     impl Write for Sink {
         fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
@@ -231,11 +270,7 @@ mod tests {
     #[test]
     fn lines_waiting_less_than_a_batch_are_written_together_at_the_end() {
         let sink = Sink::default();
-        let batching = Batching {
-            write_every: Duration::from_secs(3600),
-            batch_bytes: usize::MAX,
-            max_waiting_bytes: usize::MAX,
-        };
+        let batching = batching(Duration::from_secs(3600), usize::MAX, usize::MAX);
         let (writer, guard) = BatchedWriter::spawn(sink.clone(), batching, "test-log").unwrap();
         for n in 0..1000 {
             writer
@@ -250,14 +285,19 @@ mod tests {
         assert_eq!(writes, 1, "one write for the whole batch");
     }
 
+    fn batching(write_every: Duration, batch_bytes: usize, max_waiting_bytes: usize) -> Batching {
+        Batching {
+            write_every,
+            batch_bytes,
+            max_waiting_bytes,
+            stop_within: Duration::from_secs(30),
+        }
+    }
+
     #[test]
-    fn a_lone_line_is_written_without_waiting_for_more() {
+    fn a_lone_line_is_written_once_write_every_passes() {
         let sink = Sink::default();
-        let batching = Batching {
-            write_every: Duration::from_millis(1),
-            batch_bytes: usize::MAX,
-            max_waiting_bytes: usize::MAX,
-        };
+        let batching = batching(Duration::from_millis(1), usize::MAX, usize::MAX);
         let (writer, guard) = BatchedWriter::spawn(sink.clone(), batching, "test-log").unwrap();
         writer.make_writer().write_all(b"alone\n").unwrap();
         let (lock, written) = &*sink.0;
@@ -276,11 +316,7 @@ mod tests {
     fn concurrent_lines_all_arrive_whole_and_in_each_threads_order_when_callers_must_wait() {
         let sink = Sink::default();
         // Room for a few lines only: the threads keep waiting for the writer.
-        let batching = Batching {
-            write_every: Duration::from_millis(1),
-            batch_bytes: 64,
-            max_waiting_bytes: 128,
-        };
+        let batching = batching(Duration::from_millis(1), 64, 128);
         let (writer, guard) = BatchedWriter::spawn(sink.clone(), batching, "test-log").unwrap();
         let threads: Vec<_> = (0..4)
             .map(|thread| {
@@ -308,5 +344,119 @@ mod tests {
             next[thread] += 1;
         }
         assert_eq!(next, [2000; 4], "every line arrived");
+    }
+
+    /// A sink that takes nothing until its gate opens, then keeps what it was given.
+    #[derive(Clone, Default)]
+    struct GatedSink(Watched<(bool, Vec<u8>)>);
+
+    impl GatedSink {
+        fn open(&self) {
+            self.0.0.lock().unwrap().0 = true;
+            self.0.1.notify_all();
+        }
+    }
+
+    impl Write for GatedSink {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let (lock, opened) = &*self.0;
+            let mut sink = opened
+                .wait_while(lock.lock().unwrap(), |sink| !sink.0)
+                .unwrap();
+            sink.1.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Waits, yielding, until `condition` holds; fails after 30 s.
+    fn until(mut condition: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !condition() {
+            assert!(std::time::Instant::now() < deadline, "never happened");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_call_waits_while_the_writer_is_stuck_and_goes_on_once_it_writes() {
+        let sink = GatedSink::default();
+        let (writer, guard) = BatchedWriter::spawn(
+            sink.clone(),
+            batching(Duration::from_millis(1), 8, 16),
+            "test-log",
+        )
+        .unwrap();
+        let logging = {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                for n in 0..100 {
+                    writer
+                        .make_writer()
+                        .write_all(line(0, n).as_bytes())
+                        .unwrap();
+                }
+            })
+        };
+        until(|| writer.shared.lock().blocked > 0);
+        assert!(!logging.is_finished(), "the call waits for room");
+        sink.open();
+        logging.join().unwrap();
+        drop(guard);
+        let expected: String = (0..100).map(|n| line(0, n)).collect();
+        assert_eq!(
+            String::from_utf8(sink.0.0.lock().unwrap().1.clone()).unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn stopping_gives_up_on_a_sink_that_takes_nothing() {
+        let sink = GatedSink::default();
+        let mut batching = batching(Duration::from_millis(1), 8, 16);
+        batching.stop_within = Duration::from_millis(50);
+        let (writer, guard) = BatchedWriter::spawn(sink.clone(), batching, "test-log").unwrap();
+        writer.make_writer().write_all(b"stuck\n").unwrap();
+        until(|| writer.shared.lock().waiting.is_empty());
+        drop(guard);
+        assert!(!writer.shared.lock().finished, "the writer is still stuck");
+        // The writer's thread ends once the sink takes the line.
+        sink.open();
+    }
+
+    /// A sink whose writes panic.
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            panic!("the sink broke");
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn calls_never_wait_for_a_writer_that_died() {
+        let (writer, guard) = BatchedWriter::spawn(
+            Broken,
+            batching(Duration::from_millis(1), 8, 16),
+            "test-log",
+        )
+        .unwrap();
+        writer.make_writer().write_all(b"first\n").unwrap();
+        until(|| writer.shared.lock().finished);
+        for n in 0..100 {
+            writer
+                .make_writer()
+                .write_all(line(0, n).as_bytes())
+                .unwrap();
+        }
+        assert!(writer.shared.lock().waiting.is_empty(), "lines are dropped");
+        drop(guard);
     }
 }

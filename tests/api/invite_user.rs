@@ -1,6 +1,7 @@
 use chrono::TimeDelta;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    TransactionTrait, sea_query::Expr,
 };
 use tonic::Code;
 use usermgmt::{
@@ -452,4 +453,35 @@ async fn an_invitations_token_is_checked_in_its_transaction_and_refused_first_wh
     let status = invite(&fresh, grace).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(app.count_users().await, users_before + 1, "only Ada");
+}
+
+/// A made-up API token never opens a write transaction: it is looked up first, on a read
+/// connection, so it is refused even while the account's row is held by a writer.
+#[tokio::test]
+async fn a_made_up_token_is_refused_without_waiting_for_the_writers() {
+    let app = spawn_app().await;
+    let writer = app.db.begin().await.unwrap();
+    entity::account::Entity::update_many()
+        .col_expr(
+            entity::account::Column::Name,
+            Expr::col(entity::account::Column::Name).into(),
+        )
+        .filter(entity::account::Column::Id.eq(app.account_id))
+        .exec(&writer)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let made_up = ApiTokenSecret::generate();
+        let mut users = app.users.clone();
+        let call = users.invite_user(with_token(
+            made_up.expose(),
+            invite_request(app.account_id, "Ada", "ada@example.com", pb::Role::Users),
+        ));
+        let status = tokio::time::timeout(std::time::Duration::from_secs(30), call)
+            .await
+            .expect("answered while the writer holds the account")
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    writer.rollback().await.unwrap();
 }
