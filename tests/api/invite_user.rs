@@ -464,7 +464,7 @@ async fn a_made_up_token_is_refused_without_waiting_for_the_writers() {
     entity::account::Entity::update_many()
         .col_expr(
             entity::account::Column::Name,
-            Expr::col(entity::account::Column::Name).into(),
+            Expr::col(entity::account::Column::Name),
         )
         .filter(entity::account::Column::Id.eq(app.account_id))
         .exec(&writer)
