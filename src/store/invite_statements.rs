@@ -187,7 +187,9 @@ fn shape(inviter: &Inviter<'_>, request: Option<&InviteRequestId>) -> usize {
     who * 2 + usize::from(request.is_some())
 }
 
-/// The arguments of [`facts_query`], in the order of its stand-ins.
+/// The arguments of [`facts_query`], in the order of its stand-ins. An argument a shape
+/// does not send is NULL (the caller's id and the token's id beside a token found by its
+/// hash; the hash beside an actor); no shape binds a NULL, so none is taken for another.
 fn facts_arguments(
     account_id: Uuid,
     email: &str,
