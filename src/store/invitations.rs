@@ -4,13 +4,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QueryTrait, TryIntoModel,
+    IntoActiveModel, QueryFilter, QueryOrder, TryIntoModel,
 };
 use uuid::Uuid;
 
 use super::audit::Event;
-use super::entity::{invitation, invite_request, membership, outbox as outbox_entity, user};
-use super::invite_statements::{invite_facts, write_rows};
+use super::entity::{invitation, invite_request, membership, user};
+use super::invite_statements::{NewRows, invite_facts, write_rows};
 use super::outbox::{self, EmailNames, Invitation};
 use super::quota::check_invite_quota;
 use super::rows::{self, INVITED};
@@ -174,7 +174,7 @@ impl Store {
                     member_of_account: *member_of_account,
                 }),
         )?;
-        let mut inserts = Vec::with_capacity(5);
+        let mut rows = NewRows::default();
         let (user, invitee_own) = match facts.existing {
             Some((user, _)) => {
                 let own = (user.name.clone(), rows::language(&user.language)?);
@@ -182,25 +182,22 @@ impl Store {
             }
             None => {
                 let user = new_user(new, actor.now);
-                inserts.push(user::Entity::insert(user.clone()).into_query());
+                rows.push(user.clone());
                 (user.try_into_model()?, None)
             }
         };
         let membership = new_membership(new, user.id, actor);
-        inserts.push(membership::Entity::insert(membership.clone()).into_query());
+        rows.push(membership.clone());
         let membership = membership.try_into_model()?;
         let invitation_id = Uuid::now_v7();
-        inserts.push(
-            invitation::Entity::insert(new_invitation(
-                invitation_id,
-                membership.id,
-                kind,
-                new.secret,
-                new.expires_at,
-                actor.now,
-            ))
-            .into_query(),
-        );
+        rows.push(new_invitation(
+            invitation_id,
+            membership.id,
+            kind,
+            new.secret,
+            new.expires_at,
+            actor.now,
+        ));
         let user_id = user.id;
         let mut member = rows::member(membership, user, actor.now)?;
         if new.send_email {
@@ -219,7 +216,7 @@ impl Store {
                     invitee_own,
                 },
             )?;
-            inserts.push(outbox_entity::Entity::insert(email).into_query());
+            rows.push(email);
         }
         if let Some(request) = &new.request {
             let remembered = invite_request::ActiveModel {
@@ -230,9 +227,9 @@ impl Store {
                 user_id: Set(user_id),
                 created_at: Set(actor.now),
             };
-            inserts.push(invite_request::Entity::insert(remembered).into_query());
+            rows.push(remembered);
         }
-        write_rows(&tx, inserts).await?;
+        write_rows(&tx, rows).await?;
         if new.send_email {
             member.invitation_delivery = Some(InvitationDelivery::queued());
         }
