@@ -121,9 +121,16 @@ impl CredentialCache {
         }
     }
 
-    /// Remembers an API token found live.
+    /// Remembers an API token found live. A token found live within the last half of
+    /// [`LIVE_FOR`] is left as it is: most calls only read the cache.
     pub fn remember_live(&self, hash: &SecretHash, now: DateTime<Utc>) {
-        self.live.insert(hash.as_str().to_string(), now);
+        let fresh = self
+            .live
+            .get(hash.as_str())
+            .is_some_and(|found_live| now - found_live < LIVE_FOR / 2);
+        if !fresh {
+            self.live.insert(hash.as_str().to_string(), now);
+        }
     }
 
     /// Whether the API token was found live within [`LIVE_FOR`].
@@ -210,6 +217,12 @@ mod tests {
         cache.remember_live(&hash, now);
         assert!(cache.seen_live(&hash, now + LIVE_FOR - TimeDelta::milliseconds(1)));
         assert!(!cache.seen_live(&hash, now + LIVE_FOR));
+        // Found live again: within half the time the first finding stands, after it the
+        // new one counts.
+        cache.remember_live(&hash, now + LIVE_FOR / 4);
+        assert!(!cache.seen_live(&hash, now + LIVE_FOR));
+        cache.remember_live(&hash, now + LIVE_FOR / 2);
+        assert!(cache.seen_live(&hash, now + LIVE_FOR));
         assert!(!cache.seen_live(&ApiTokenSecret::generate().hash(), now));
         cache.remember_unknown(Screened::ApiKey(hash.clone()), now);
         assert!(!cache.seen_live(&hash, now));

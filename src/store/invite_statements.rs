@@ -2,13 +2,16 @@
 //! account is locked, and its rows written in one statement (a chain of `INSERT`s in a
 //! `WITH` on PostgreSQL; one statement per row on SQLite, which has no round trips to save).
 
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::{
+    any::TypeId,
+    sync::{LazyLock, PoisonError, RwLock},
+};
 
 use chrono::{DateTime, Utc};
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ConnectionTrait, DatabaseBackend, DbErr, EntityName,
-    EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryTrait, Statement, Value, Values,
+    ActiveModelTrait, ActiveValue, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    FromQueryResult, IdenStatic, Iterable, QueryTrait, Statement, Value, Values,
     sea_query::{
         Alias, CommonTableExpression, Condition, Expr, ExprTrait, InsertStatement, IntoIden,
         JoinType, Query, SelectStatement, WithClause,
@@ -360,18 +363,18 @@ pub fn chained_inserts(
 /// SQL is not kept yet.
 pub(super) trait NewRow: Send {
     /// Appends the values of its set columns, in its columns' order, and says its shape:
-    /// its table and which of its columns are set. `None` for a table of more than 64
-    /// columns, whose shape is not told.
-    fn collect(&self, values: &mut Vec<Value>) -> Option<(&'static str, u64)>;
+    /// its entity and which of its columns are set. `None` when a column past the 64th is
+    /// set: such a shape is not told.
+    fn collect(&self, values: &mut Vec<Value>) -> Option<(TypeId, u64)>;
     /// Its statement, built anew.
     fn insert(&self) -> InsertStatement;
 }
 
 impl<A> NewRow for A
 where
-    A: ActiveModelTrait + Clone + Send,
+    A: ActiveModelTrait + Clone + Send + 'static,
 {
-    fn collect(&self, values: &mut Vec<Value>) -> Option<(&'static str, u64)> {
+    fn collect(&self, values: &mut Vec<Value>) -> Option<(TypeId, u64)> {
         let mut set = 0u64;
         for (n, column) in <A::Entity as EntityTrait>::Column::iter().enumerate() {
             match self.get(column) {
@@ -382,7 +385,7 @@ where
                 ActiveValue::NotSet => {}
             }
         }
-        Some((A::Entity::default().table_name(), set))
+        Some((TypeId::of::<A>(), set))
     }
 
     fn insert(&self) -> InsertStatement {
@@ -390,8 +393,12 @@ where
     }
 }
 
-/// Which rows a chained statement writes: each row's table and set columns.
-type Shape = Vec<(&'static str, u64)>;
+/// Which rows a chained statement writes: each row's entity and set columns.
+type Shape = Vec<(TypeId, u64)>;
+
+/// The most shapes kept: an invitation writes 8; a caller whose rows' set columns varied
+/// with their values would otherwise grow the list without end.
+const MOST_SHAPES: usize = 32;
 
 /// The SQL of the chained statements sent so far, by shape (an invitation has at most
 /// eight). Building it from the active models took about a tenth of an InviteUser's work
@@ -448,7 +455,7 @@ impl NewRows {
         let statement = chained_inserts(backend, self.inserts())?;
         if statement.values.as_ref().map(|built| &built.0) == Some(&values) {
             let mut chained = CHAINED.write().unwrap_or_else(PoisonError::into_inner);
-            if !chained.iter().any(|(kept, _)| *kept == shape) {
+            if chained.len() < MOST_SHAPES && !chained.iter().any(|(kept, _)| *kept == shape) {
                 chained.push((shape, statement.sql.clone()));
             }
         }
