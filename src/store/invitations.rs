@@ -174,7 +174,7 @@ impl Store {
                     member_of_account: *member_of_account,
                 }),
         )?;
-        let mut rows = NewRows::default();
+        let mut new_rows = NewRows::default();
         let (user, invitee_own) = match facts.existing {
             Some((user, _)) => {
                 let own = (user.name.clone(), rows::language(&user.language)?);
@@ -182,15 +182,15 @@ impl Store {
             }
             None => {
                 let user = new_user(new, actor.now);
-                rows.push(user.clone());
+                new_rows.push(user.clone());
                 (user.try_into_model()?, None)
             }
         };
         let membership = new_membership(new, user.id, actor);
-        rows.push(membership.clone());
+        new_rows.push(membership.clone());
         let membership = membership.try_into_model()?;
         let invitation_id = Uuid::now_v7();
-        rows.push(new_invitation(
+        new_rows.push(new_invitation(
             invitation_id,
             membership.id,
             kind,
@@ -216,7 +216,7 @@ impl Store {
                     invitee_own,
                 },
             )?;
-            rows.push(email);
+            new_rows.push(email);
         }
         if let Some(request) = &new.request {
             let remembered = invite_request::ActiveModel {
@@ -227,9 +227,9 @@ impl Store {
                 user_id: Set(user_id),
                 created_at: Set(actor.now),
             };
-            rows.push(remembered);
+            new_rows.push(remembered);
         }
-        write_rows(&tx, rows).await?;
+        write_rows(&tx, new_rows).await?;
         if new.send_email {
             member.invitation_delivery = Some(InvitationDelivery::queued());
         }
